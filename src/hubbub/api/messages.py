@@ -1,0 +1,50 @@
+"""History, edits and deletes. (Sending is the raw route in ``api/send.py``.)"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from hubbub.api.common import Caller, Rt, respond
+from hubbub.api.schemas import EditIn, MessageOut, errors
+
+router = APIRouter(prefix="/chat", tags=["messages"])
+
+
+@router.get(
+    "/room/{room_id}/history", response_model=list[MessageOut], responses=errors(401, 404, 422)
+)
+async def history(
+    room_id: str,
+    request: Request,
+    who: Caller,
+    rt: Rt,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    before: Annotated[int | None, Query(ge=0, description="page backwards: seq < before")] = None,
+    after: Annotated[int | None, Query(ge=0, description="page forwards: seq > after")] = None,
+) -> Response:
+    """Messages oldest first. Without ``before``/``after``: the newest ``limit``.
+
+    A deleted message stays with ``deleted: true``, empty ``text`` and ``file: null``.
+    """
+    limit = min(limit, rt.settings.history_max_limit)
+    msgs = await rt.service.history(who, room_id, after=after, before=before, limit=limit)
+    return respond(request, msgs)
+
+
+@router.patch(
+    "/messages/{message_id}", response_model=MessageOut, responses=errors(401, 403, 404, 409, 422)
+)
+async def edit(message_id: str, body: EditIn, request: Request, who: Caller, rt: Rt) -> Response:
+    """Edit your own message (streams ``message_edited``)."""
+    return respond(request, await rt.service.edit(who, message_id, body.message))
+
+
+@router.delete(
+    "/messages/{message_id}", response_model=MessageOut, responses=errors(401, 403, 404, 409)
+)
+async def delete(message_id: str, request: Request, who: Caller, rt: Rt) -> Response:
+    """Delete your own message, or any as a room admin (streams ``message_deleted``)."""
+    return respond(request, await rt.service.delete(who, message_id))

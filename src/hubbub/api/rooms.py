@@ -1,0 +1,90 @@
+"""Rooms and membership."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from hubbub.api.common import Caller, Rt, respond
+from hubbub.api.schemas import (
+    InviteIn,
+    InviteOut,
+    JoinOut,
+    LeaveOut,
+    MemberList,
+    RoomIn,
+    RoomList,
+    RoomOut,
+    errors,
+)
+from hubbub.models import Role, Room
+
+router = APIRouter(prefix="/chat", tags=["rooms"])
+
+
+def room_json(room: Room, role: Role | None) -> dict[str, Any]:
+    return {
+        "id": room.id,
+        "name": room.name,
+        "visibility": room.visibility,
+        "created_by": room.created_by,
+        "created_at": room.created_at,
+        "last_seq": room.last_seq,
+        "member": role is not None,
+        "role": role,
+    }
+
+
+@router.post("/rooms", status_code=201, response_model=RoomOut, responses=errors(401, 409, 422))
+async def create_room(body: RoomIn, request: Request, who: Caller, rt: Rt) -> Response:
+    """Create a room; the creator is its first member and admin."""
+    room = await rt.service.create_room(who, body.name, body.visibility, body.id)
+    return respond(request, room_json(room, "admin"), 201)
+
+
+@router.get("/rooms", response_model=RoomList, responses=errors(401))
+async def list_rooms(request: Request, who: Caller, rt: Rt) -> Response:
+    """The rooms you belong to and every public room (``member`` tells which)."""
+    views = await rt.service.rooms(who)
+    return respond(request, {"rooms": [room_json(v.room, v.role) for v in views]})
+
+
+@router.get("/room/{room_id}", response_model=RoomOut, responses=errors(401, 404))
+async def room_details(room_id: str, request: Request, who: Caller, rt: Rt) -> Response:
+    room, role = await rt.service.readable_room(who, room_id)
+    return respond(request, room_json(room, role))
+
+
+@router.post("/room/{room_id}/join", response_model=JoinOut, responses=errors(401, 404))
+async def join(room_id: str, request: Request, who: Caller, rt: Rt) -> Response:
+    """Join a public room (streams a ``member_joined`` event)."""
+    room, joined = await rt.service.join(who, room_id)
+    role = await rt.store.membership(room_id, who.user_id)
+    return respond(request, {"room": room_json(room, role), "joined": joined})
+
+
+@router.post("/room/{room_id}/leave", response_model=LeaveOut, responses=errors(401, 404))
+async def leave(room_id: str, request: Request, who: Caller, rt: Rt) -> Response:
+    """Leave a room (streams ``member_left``); leaving twice is not an error."""
+    return respond(request, {"left": await rt.service.leave(who, room_id)})
+
+
+@router.get("/room/{room_id}/members", response_model=MemberList, responses=errors(401, 404))
+async def members(room_id: str, request: Request, who: Caller, rt: Rt) -> Response:
+    return respond(request, {"members": await rt.service.members(who, room_id)})
+
+
+@router.post(
+    "/room/{room_id}/members",
+    response_model=InviteOut,
+    status_code=201,
+    responses=errors(401, 403, 404, 422),
+)
+async def invite(room_id: str, body: InviteIn, request: Request, who: Caller, rt: Rt) -> Response:
+    """Add someone (by ``user_id`` or ``username``); 201 when added, 200 when already in."""
+    member, added = await rt.service.invite(
+        who, room_id, user_id=body.user_id, username=body.username
+    )
+    return respond(request, {"member": member, "added": added}, 201 if added else 200)

@@ -1,0 +1,177 @@
+"""Request and response shapes, for validation and for ``/openapi.json``."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["not_a_member"])
+    message: str
+    details: Any | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class FileOut(BaseModel):
+    id: str
+    url: str
+    name: str
+    size: int
+    content_type: str
+
+
+class MessageOut(BaseModel):
+    """A chat message. ``seq`` is per room, starts at 1 and grows by exactly 1."""
+
+    id: str
+    room_id: str
+    seq: int
+    user_id: str
+    username: str
+    type: Literal["text", "file", "system"]
+    text: str = Field(description="Exactly as sent; render as text, never as HTML.")
+    created_at: str = Field(description="Server time, RFC 3339 UTC with milliseconds.")
+    timestamp: int | float | str | None = Field(
+        None, description="The client's timestamp, echoed unchanged."
+    )
+    client_msg_id: str | None = None
+    edited_at: str | None = None
+    deleted: bool = False
+    reactions: dict[str, list[str]] = Field(default_factory=dict)
+    file: FileOut | None = None
+
+
+class SendIn(BaseModel):
+    room_id: str = Field(pattern=r"^[A-Za-z0-9_.:~-]{1,64}$")
+    message: str = Field(description="1-4000 Unicode code points, not only whitespace.")
+    timestamp: int | float | str | None = None
+    client_msg_id: str | None = Field(
+        None, max_length=128, description="Idempotency key, unique per user."
+    )
+    user_id: str | None = Field(
+        None, description="Seed compatibility: in jwt mode must name the caller."
+    )
+
+
+class SendOut(BaseModel):
+    status: Literal["sent"]
+    message: MessageOut
+
+
+class EditIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    message: str
+
+
+class Credentials(BaseModel):
+    username: str
+    password: str
+
+
+class Register(BaseModel):
+    username: str = Field(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
+    password: str = Field(min_length=8, max_length=256)
+
+
+class UserOut(BaseModel):
+    id: str
+    username: str
+    created_at: str | None = None
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"]
+    expires_in: int
+    user: UserOut
+
+
+class RefreshIn(BaseModel):
+    refresh_token: str | None = None
+
+
+class TicketOut(BaseModel):
+    ticket: str
+    expires_in: int
+
+
+class RoomIn(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    visibility: Literal["public", "private"] = "public"
+    id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.:~-]{1,64}$",
+        description="Optional readable id; generated when absent.",
+    )
+
+
+class RoomOut(BaseModel):
+    id: str
+    name: str
+    visibility: Literal["public", "private"]
+    created_by: str | None
+    created_at: str
+    last_seq: int = Field(description="The newest message's seq (0 when empty).")
+    member: bool
+    role: Literal["admin", "member"] | None
+
+
+class RoomList(BaseModel):
+    rooms: list[RoomOut]
+
+
+class MemberOut(BaseModel):
+    user_id: str
+    username: str
+    role: Literal["admin", "member"]
+    joined_at: str
+
+
+class MemberList(BaseModel):
+    members: list[MemberOut]
+
+
+class InviteIn(BaseModel):
+    user_id: str | None = None
+    username: str | None = None
+
+
+class JoinOut(BaseModel):
+    room: RoomOut
+    joined: bool
+
+
+class LeaveOut(BaseModel):
+    left: bool
+
+
+class InviteOut(BaseModel):
+    member: MemberOut
+    added: bool
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text}
+    for status, text in {
+        400: "Malformed request",
+        401: "Not authenticated",
+        403: "Not allowed",
+        404: "Unknown, or private and not visible to the caller",
+        409: "Conflict",
+        413: "Body too large",
+        415: "Wrong media type",
+        422: "Invalid field",
+        429: "Rate limited (see Retry-After)",
+        503: "Store or broker unavailable; nothing changed",
+    }.items()
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {c: ERRORS[c] for c in codes}

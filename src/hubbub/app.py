@@ -1,0 +1,119 @@
+"""The ASGI application: a tiny dispatcher in front of FastAPI.
+
+The hot routes (``POST /chat/messages`` and the SSE streams) are matched first and served as
+raw ASGI, with uvicorn's own ``send`` (the SSE fast lane needs it unwrapped); everything else
+goes to FastAPI, which also documents the hot routes (``api/openapi.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from hubbub import __version__
+from hubbub.api import auth, errors, messages, ops, rooms
+from hubbub.api import openapi as openapi_docs
+from hubbub.api.raw import Receive, Scope, Send, header, send_error
+from hubbub.api.send import post_message
+from hubbub.config import Settings
+from hubbub.errors import NotFound, TooLarge
+from hubbub.runtime import Runtime
+from hubbub.transports.sse import room_stream
+
+DESCRIPTION = """\
+Hubbub is a real-time chat server: receive over Server-Sent Events, send with HTTP POST,
+durable history, resume after reconnect with no gap and no duplicate.
+
+Errors are always `{"error": {"code", "message", "details"?}}`. Identity: `Authorization:
+Bearer <access token>`, the HttpOnly session cookie set by `/auth/login`, or `?ticket=` for
+`EventSource`. In `trust` mode (local development) the `User-ID` header or `user_id` names the
+caller.
+"""
+
+
+class HubbubApp:
+    """Route the hot paths to raw handlers, the rest to FastAPI (with a body-size limit)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.runtime: Runtime | None = None
+        self.api = build_fastapi(self)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.runtime is not None:
+            path: str = scope["path"]
+            method: str = scope["method"]
+            if path == "/chat/messages" and method == "POST":
+                await post_message(self.runtime, scope, receive, send)
+                return
+            if path.startswith("/chat/room/") and path.endswith("/events"):
+                room_id = path[len("/chat/room/") : -len("/events")]
+                if method != "GET":
+                    pass
+                elif "/" in room_id or not room_id:
+                    await send_error(send, NotFound("no such route", code="not_found"))
+                    return
+                else:
+                    await room_stream(self.runtime, scope, receive, send, room_id)
+                    return
+            length = header(scope, b"content-length")
+            if (
+                length is not None
+                and length.isdigit()
+                and int(length) > self.settings.max_body_bytes
+            ):
+                await send_error(
+                    send,
+                    TooLarge(
+                        f"the request body is larger than {self.settings.max_body_bytes} bytes",
+                        code="body_too_large",
+                    ),
+                )
+                return
+            receive = _limited(receive, self.settings.max_body_bytes)
+        await self.api(scope, receive, send)
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    """Count a streamed (chunked) body too, not just Content-Length."""
+    seen = 0
+
+    async def limited() -> dict[str, object]:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise TooLarge(
+                    f"the request body is larger than {limit} bytes", code="body_too_large"
+                )
+        return dict(message)
+
+    return limited
+
+
+def build_fastapi(holder: HubbubApp) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = Runtime(holder.settings)
+        await rt.start()
+        app.state.runtime = rt
+        holder.runtime = rt
+        try:
+            yield
+        finally:
+            holder.runtime = None
+            await rt.stop()
+
+    app = FastAPI(title="Hubbub", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    errors.install(app)
+    for router in (auth.router, rooms.router, messages.router, ops.router):
+        app.include_router(router)
+    openapi_docs.install(app)
+    return app
+
+
+def create_app(settings: Settings | None = None) -> HubbubApp:
+    return HubbubApp(settings or Settings())

@@ -1,0 +1,1 @@
+"""Authentication: JWTs, password hashing, and turning a request into an identity."""

@@ -1,0 +1,188 @@
+"""Who is calling: one resolver for every route and transport, in ``jwt`` or ``trust`` mode.
+
+``jwt``: a Bearer access token, else a one-time ``?ticket=``, else the HttpOnly session cookie.
+Any ``user_id`` the request names (seed query parameter, body field, ``User-ID`` header) must be
+the caller (by id or username), so nobody can speak or listen as someone else.
+
+``trust`` (local development): the ``User-ID`` header, else ``user_id`` in the query or body, else
+the session cookie, else a guest identity created on first sight and set as ``hubbub_guest``.
+Users come into being on first use.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from hubbub.auth.tokens import TokenSigner, token_hash
+from hubbub.errors import BadRequest, Forbidden, Unauthenticated
+from hubbub.store.base import SessionRecord, Store
+
+SESSION_COOKIE = "hubbub_session"
+GUEST_COOKIE = "hubbub_guest"
+USER_ID_RE = re.compile(r"^[A-Za-z0-9_.@:~-]{1,64}$")
+SESSION_CACHE_SECONDS = 5.0
+_CACHE_MAX = 100_000
+
+
+@dataclass(slots=True)
+class Credentials:
+    """The parts of a request that can carry identity."""
+
+    authorization: str | None = None
+    cookies: Mapping[str, str] = field(default_factory=dict)
+    ticket: str | None = None
+    header_user_id: str | None = None
+    query_user_id: str | None = None
+    body_user_id: str | None = None
+    secure: bool = False
+
+
+@dataclass(slots=True)
+class Identity:
+    user_id: str
+    username: str
+    session_id: str | None = None
+    set_cookie: str | None = None
+
+
+def cookie_header(name: str, value: str, *, max_age: int, secure: bool, path: str = "/") -> str:
+    parts = [f"{name}={value}", f"Path={path}", f"Max-Age={max_age}", "HttpOnly", "SameSite=Lax"]
+    if secure:
+        parts.append("Secure")
+    return "; ".join(parts)
+
+
+class Authenticator:
+    def __init__(
+        self,
+        mode: str,
+        store: Store,
+        signer: TokenSigner,
+        *,
+        session_ttl: int,
+        cookie_secure: bool | None = None,
+    ) -> None:
+        self.mode = mode
+        self._store = store
+        self._signer = signer
+        self._session_ttl = session_ttl
+        self._cookie_secure = cookie_secure
+        self._sessions: dict[str, tuple[float, SessionRecord | None]] = {}
+        self._usernames: dict[str, str] = {}
+        self._known_users: set[str] = set()
+
+    def secure_cookie(self, request_is_https: bool) -> bool:
+        return request_is_https if self._cookie_secure is None else self._cookie_secure
+
+    async def identify(self, creds: Credentials) -> Identity:
+        if self.mode == "trust":
+            return await self._trust(creds)
+        ident = await self._jwt(creds)
+        for claimed in (creds.header_user_id, creds.query_user_id, creds.body_user_id):
+            if claimed and claimed not in (ident.user_id, ident.username):
+                raise Forbidden(
+                    "user_id names someone other than the signed-in user", code="user_mismatch"
+                )
+        return ident
+
+    # jwt ---------------------------------------------------------------------------------
+
+    async def _jwt(self, creds: Credentials) -> Identity:
+        if creds.authorization is not None:
+            scheme, _, token = creds.authorization.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthenticated(
+                    "Authorization must be 'Bearer <access token>'", code="invalid_token"
+                )
+            return await self._from_claims(self._signer.verify(token.strip(), "access"))
+        if creds.ticket is not None:
+            user_id = await self._store.consume_ticket(token_hash(creds.ticket))
+            if user_id is None:
+                raise Unauthenticated(
+                    "the ticket is unknown, expired or already used", code="invalid_ticket"
+                )
+            return Identity(user_id, await self._username(user_id))
+        cookie = creds.cookies.get(SESSION_COOKIE)
+        if cookie:
+            return await self._from_claims(self._signer.verify(cookie, "session"))
+        raise Unauthenticated(
+            "sign in: send a Bearer token, the session cookie or a ticket",
+            code="not_authenticated",
+        )
+
+    async def _from_claims(self, claims: Mapping[str, object]) -> Identity:
+        user_id = str(claims["sub"])
+        sid = claims.get("sid")
+        if isinstance(sid, str):
+            record = await self.session(sid)
+            if record is None or record.revoked or record.expires_at < time.time():
+                raise Unauthenticated("the session has ended; sign in again", code="session_ended")
+        return Identity(
+            user_id, await self._username(user_id), sid if isinstance(sid, str) else None
+        )
+
+    async def session(self, session_id: str) -> SessionRecord | None:
+        now = time.monotonic()
+        cached = self._sessions.get(session_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        record = await self._store.session(session_id)
+        if len(self._sessions) > _CACHE_MAX:
+            self._sessions.clear()
+        self._sessions[session_id] = (now + SESSION_CACHE_SECONDS, record)
+        return record
+
+    def forget_session(self, session_id: str) -> None:
+        self._sessions.pop(session_id, None)
+
+    async def _username(self, user_id: str) -> str:
+        name = self._usernames.get(user_id)
+        if name is None:
+            user = await self._store.user_by_id(user_id)
+            if user is None:
+                raise Unauthenticated("the user no longer exists", code="invalid_token")
+            if len(self._usernames) > _CACHE_MAX:
+                self._usernames.clear()
+            name = self._usernames[user_id] = user.username
+        return name
+
+    # trust -------------------------------------------------------------------------------
+
+    async def _trust(self, creds: Credentials) -> Identity:
+        for claimed in (creds.header_user_id, creds.query_user_id, creds.body_user_id):
+            if claimed:
+                return await self._trusted(claimed)
+        cookie = creds.cookies.get(SESSION_COOKIE)
+        if cookie:
+            try:
+                return await self._from_claims(self._signer.verify(cookie, "session"))
+            except Unauthenticated:
+                pass
+        guest = creds.cookies.get(GUEST_COOKIE)
+        if guest and USER_ID_RE.match(guest):
+            return await self._trusted(guest)
+        ident = await self._trusted("guest-" + secrets.token_hex(6))
+        ident.set_cookie = cookie_header(
+            GUEST_COOKIE,
+            ident.user_id,
+            max_age=self._session_ttl,
+            secure=self.secure_cookie(creds.secure),
+        )
+        return ident
+
+    async def _trusted(self, user_id: str) -> Identity:
+        if not USER_ID_RE.match(user_id):
+            raise BadRequest(
+                "user_id must be 1-64 characters of letters, digits and _.@:~-",
+                code="invalid_user_id",
+            )
+        if user_id not in self._known_users:
+            await self._store.ensure_user(user_id)
+            if len(self._known_users) > _CACHE_MAX:
+                self._known_users.clear()
+            self._known_users.add(user_id)
+        return Identity(user_id, await self._username(user_id))

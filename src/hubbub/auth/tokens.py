@@ -1,0 +1,55 @@
+"""JWTs with one fixed algorithm (HS256) and opaque random tokens stored only as hashes.
+
+``jwt.decode`` is always given ``algorithms=["HS256"]`` and required claims, so ``alg: none``
+and algorithm confusion (an RS256 public key used as an HMAC secret) are rejected outright.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from typing import Any, Literal
+
+import jwt
+
+from hubbub.errors import Unauthenticated
+
+ALGORITHM = "HS256"
+TokenType = Literal["access", "session"]
+
+
+def random_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenSigner:
+    def __init__(self, secret: str) -> None:
+        if len(secret) < 16:
+            raise ValueError("the JWT secret must be at least 16 characters")
+        self._secret = secret
+
+    def issue(self, user_id: str, session_id: str, typ: TokenType, ttl: float) -> str:
+        now = int(time.time())
+        claims = {"sub": user_id, "sid": session_id, "typ": typ, "iat": now, "exp": now + int(ttl)}
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+
+    def verify(self, token: str, typ: TokenType) -> dict[str, Any]:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                options={"require": ["sub", "exp"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("the token has expired", code="token_expired") from None
+        except jwt.PyJWTError:
+            raise Unauthenticated("the token is not valid", code="invalid_token") from None
+        if not isinstance(claims.get("sub"), str) or claims.get("typ", typ) != typ:
+            raise Unauthenticated("the token is not valid", code="invalid_token")
+        return claims

@@ -1,0 +1,153 @@
+"""The ``hubbub`` command: serve, migrate, user create."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from hubbub.config import Settings
+
+app = typer.Typer(
+    help="Hubbub, a real-time chat server.", no_args_is_help=True, add_completion=False
+)
+user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+
+Opt = typer.Option
+
+
+def _settings(**given: Any) -> Settings:
+    """Flags override HUBBUB_* env vars, which override the defaults."""
+    return Settings(**{k: v for k, v in given.items() if v is not None})
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, Opt(help="bind address [HUBBUB_HOST, 127.0.0.1]")] = None,
+    port: Annotated[int | None, Opt(help="port [HUBBUB_PORT, 8000]")] = None,
+    data_dir: Annotated[
+        Path | None, Opt(help="data directory [HUBBUB_DATA_DIR, ./hubbub-data]")
+    ] = None,
+    database: Annotated[
+        str | None, Opt(help="database URL [HUBBUB_DATABASE, SQLite in data dir]")
+    ] = None,
+    auth: Annotated[str | None, Opt(help="jwt | trust [HUBBUB_AUTH, jwt]")] = None,
+    force_trust: Annotated[
+        bool | None, Opt("--force-trust", help="allow trust mode on a public address")
+    ] = None,
+    secret: Annotated[
+        str | None, Opt(help="JWT secret [HUBBUB_SECRET, generated and kept in the data dir]")
+    ] = None,
+    log_level: Annotated[
+        str | None, Opt(help="debug | info | warning | error [HUBBUB_LOG_LEVEL, info]")
+    ] = None,
+    ping_interval: Annotated[
+        float | None, Opt(help="seconds between SSE keep-alive pings [15]")
+    ] = None,
+    rate_limit_per_second: Annotated[
+        float | None, Opt(help="sends per second per user [10]")
+    ] = None,
+    rate_limit_burst: Annotated[int | None, Opt(help="send burst per user [20]")] = None,
+    retention_days: Annotated[
+        int | None, Opt(help="delete messages older than this [keep forever]")
+    ] = None,
+    metrics_token: Annotated[str | None, Opt(help="require this Bearer token on /metrics")] = None,
+) -> None:
+    """Run the server (SQLite + in-memory fan-out unless told otherwise)."""
+    from hubbub.server import TrustModeRefused
+    from hubbub.server import serve as run
+
+    settings = _settings(
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        database=database,
+        auth=auth,
+        force_trust=force_trust,
+        secret=secret,
+        log_level=log_level,
+        ping_interval=ping_interval,
+        rate_limit_per_second=rate_limit_per_second,
+        rate_limit_burst=rate_limit_burst,
+        retention_days=retention_days,
+        metrics_token=metrics_token,
+    )
+    try:
+        run(settings)
+    except TrustModeRefused as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def migrate(
+    data_dir: Annotated[Path | None, Opt(help="data directory")] = None,
+    database: Annotated[str | None, Opt(help="database URL")] = None,
+) -> None:
+    """Apply database migrations (the server also does this at start)."""
+    from hubbub.store.sql import SqlStore
+
+    settings = _settings(data_dir=data_dir, database=database)
+
+    async def run() -> None:
+        store = SqlStore(settings.database_url())
+        await store.start()
+        await store.close()
+
+    asyncio.run(run())
+    typer.echo(f"migrated {settings.database_url()}")
+
+
+@user_app.command("create")
+def user_create(
+    name: str,
+    password: Annotated[str | None, Opt(help="password (prompted when absent)")] = None,
+    data_dir: Annotated[Path | None, Opt(help="data directory")] = None,
+    database: Annotated[str | None, Opt(help="database URL")] = None,
+) -> None:
+    """Create a user who can log in with a password."""
+    from hubbub.api.schemas import Register
+    from hubbub.auth.passwords import hash_password
+    from hubbub.store.sql import SqlStore
+
+    settings = _settings(data_dir=data_dir, database=database)
+    if password is None:
+        password = (
+            getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().strip()
+        )
+    try:
+        Register(username=name, password=password)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+    async def run() -> str:
+        store = SqlStore(settings.database_url())
+        await store.start()
+        try:
+            if await store.user_by_name(name) is not None:
+                raise typer.Exit(1)
+            user = await store.create_user(name, await hash_password(password))
+            return user.id
+        finally:
+            await store.close()
+
+    try:
+        user_id = asyncio.run(run())
+    except typer.Exit:
+        typer.echo(f"error: username {name!r} is taken", err=True)
+        raise
+    typer.echo(f"created user {name} ({user_id})")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""One source of configuration: each field is a ``hubbub serve`` flag and a ``HUBBUB_*`` env var."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+AuthMode = Literal["jwt", "trust"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HUBBUB_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("./hubbub-data")
+    database: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: a SQLite file in the data dir"
+    )
+    broker: str = "memory://"
+    auth: AuthMode = "jwt"
+    force_trust: bool = Field(
+        default=False, description="allow --auth trust on a non-loopback address (dangerous)"
+    )
+    secret: str | None = Field(default=None, description="HS256 secret; generated once if unset")
+    log_level: str = "info"
+
+    ping_interval: float = 15.0
+    retry_ms: int = 3000
+    stream_buffer_bytes: int = 1024 * 1024
+    max_message_chars: int = 4000
+    max_body_bytes: int = 64 * 1024
+    history_max_limit: int = 200
+    replay_page: int = 500
+    retention_days: int | None = None
+
+    rate_limit_per_second: float = 10.0
+    rate_limit_burst: int = 20
+
+    access_token_ttl: int = 15 * 60
+    refresh_token_ttl: int = 30 * 24 * 3600
+    session_ttl: int = 30 * 24 * 3600
+    ticket_ttl: int = 30
+    cookie_secure: bool | None = Field(
+        default=None, description="force the Secure cookie flag; default: when the request is HTTPS"
+    )
+    metrics_token: str | None = None
+
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    write_batch_max: int = 256
+    shutdown_timeout: float = 10.0
+
+    def database_url(self) -> str:
+        if self.database:
+            return normalise_database_url(self.database)
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'hubbub.db').resolve()}"
+
+    def resolved_secret(self) -> str:
+        """The explicit secret, else one generated once and kept in the data dir (mode 0600)."""
+        if self.secret:
+            return self.secret
+        path = self.data_dir / "secret.key"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(48)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(value)
+        tmp.chmod(0o600)
+        tmp.replace(path)
+        return value
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the URLs people type (``sqlite:///x.db``, ``postgresql://``); add the async driver."""
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    return url
+
+
+def is_loopback(host: str) -> bool:
+    return host in {"127.0.0.1", "::1", "localhost"} or host.startswith("127.")

@@ -1,0 +1,41 @@
+"""Prometheus metrics, one registry per app so several apps can live in one process (tests)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.connections = Gauge(
+            "hubbub_connections",
+            "Open streaming connections",
+            ["transport"],
+            registry=self.registry,
+        )
+        self.messages = Counter(
+            "hubbub_messages", "Messages durably stored and published", registry=self.registry
+        )
+        self.delivered = Counter(
+            "hubbub_events_delivered",
+            "Events written to streaming connections",
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "hubbub_delivery_latency_seconds",
+            "From publish on this node to the write into the connections",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
+        self.slow_cutoffs = Counter(
+            "hubbub_slow_client_cutoffs",
+            "Streams cut off for not reading",
+            registry=self.registry,
+        )
+        for transport in ("sse", "websocket", "longpoll"):
+            self.connections.labels(transport)
+
+    def observe_delivery(self, count: int, latency: float) -> None:
+        self.delivered.inc(count)
+        self.latency.observe(latency)

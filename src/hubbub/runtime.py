@@ -1,0 +1,99 @@
+"""Everything one server process runs, wired from Settings: store, broker, hub, service, auth."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from hubbub.auth.identity import Authenticator
+from hubbub.auth.tokens import TokenSigner
+from hubbub.broker.base import open_broker
+from hubbub.config import Settings
+from hubbub.hub import Hub
+from hubbub.metrics import Metrics
+from hubbub.models import Message
+from hubbub.ratelimit import SendLimiter
+from hubbub.service import ChatService
+from hubbub.store.sql import SqlStore
+
+log = logging.getLogger("hubbub")
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.store = SqlStore(
+            settings.database_url(), sqlite_synchronous=settings.sqlite_synchronous
+        )
+        self.broker = open_broker(settings.broker)
+        self.signer = TokenSigner(settings.resolved_secret())
+        self.auth = Authenticator(
+            settings.auth,
+            self.store,
+            self.signer,
+            session_ttl=settings.session_ttl,
+            cookie_secure=settings.cookie_secure,
+        )
+        self.limiter = SendLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+        self.hub = Hub(
+            self.broker,
+            self._head,
+            self._gap,
+            ping_interval=settings.ping_interval,
+            on_delivered=self.metrics.observe_delivery,
+            on_cutoff=self.metrics.slow_cutoffs.inc,
+        )
+        self.service = ChatService(
+            self.store,
+            self.broker,
+            trust=settings.auth == "trust",
+            max_message_chars=settings.max_message_chars,
+            write_batch_max=settings.write_batch_max,
+            on_stored=self.metrics.messages.inc,
+        )
+        self._housekeeping: asyncio.Task[None] | None = None
+
+    async def _head(self, room_id: str) -> int:
+        room = await self.store.room(room_id)
+        return 0 if room is None else room.last_seq
+
+    async def _gap(self, room_id: str, after: int, before: int) -> list[Message]:
+        return await self.store.history(
+            room_id, after=after, before=before, limit=before - after - 1
+        )
+
+    async def start(self) -> None:
+        await self.store.start()
+        await self.hub.start()
+        await self.service.start()
+        if self.settings.retention_days is not None:
+            self._housekeeping = asyncio.get_running_loop().create_task(self._purge_loop())
+        if self.settings.auth == "trust":
+            log.warning(
+                "AUTH MODE IS 'trust': anyone can act as any user by naming them. "
+                "For local development only."
+            )
+
+    async def stop(self) -> None:
+        self.hub.close_all()
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
+        await self.service.close()
+        await self.broker.close()
+        await self.store.close()
+
+    async def _purge_loop(self) -> None:
+        days = self.settings.retention_days
+        assert days is not None
+        while True:
+            try:
+                removed = await self.store.purge_older_than(days)
+                if removed:
+                    log.info("retention: removed %d messages older than %d days", removed, days)
+            except Exception:
+                log.exception("retention purge failed")
+            await asyncio.sleep(3600)

@@ -1,0 +1,117 @@
+"""The storage interface: the source of truth for messages, rooms and accounts.
+
+Rules every backend keeps (the contract tests in ``tests/integration/test_store_contract.py``
+check them):
+
+* ``append_batch`` is atomic per call: every accepted item of the batch is committed in one
+  transaction, and *durable on return* (on SQLite: WAL with ``synchronous=FULL``; on PostgreSQL:
+  a committed transaction). Nothing is half-written: a batch that fails raises and stores nothing.
+* Per room, ``seq`` starts at 1 and grows by exactly 1 in commit order, assigned inside the
+  inserting transaction, never reused (also after deletes, crashes, or concurrent writers on
+  other nodes: the room row's ``last_seq`` is the counter and is updated under its row lock).
+* ``client_msg_id`` is unique per user: a repeat returns the stored message as ``duplicate`` (same
+  room and text) or ``conflict`` (different body), and stores nothing.
+* Reads (``history``) see only committed messages, ordered by ``seq``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from typing import Protocol
+
+import msgspec
+
+from hubbub.models import Member, Message, NewMessage, Role, Room, User, Visibility
+
+
+class AppendOutcome(enum.Enum):
+    CREATED = "created"
+    DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
+    NO_ROOM = "no_room"
+    NOT_MEMBER = "not_member"
+    HIDDEN = "hidden"
+
+
+class AppendRequest(msgspec.Struct, frozen=True):
+    """A message to append plus what may happen on the way (trust mode's first-use rules)."""
+
+    message: NewMessage
+    create_room: bool = False
+    join_public: bool = False
+
+
+class AppendResult(msgspec.Struct, frozen=True):
+    outcome: AppendOutcome
+    message: Message | None = None
+    joined: bool = False
+    room_created: bool = False
+
+
+class SessionRecord(msgspec.Struct, frozen=True):
+    id: str
+    user_id: str
+    expires_at: float
+    revoked: bool
+
+
+class RoomView(msgspec.Struct, frozen=True):
+    """A room as one user sees it in their list."""
+
+    room: Room
+    member: bool
+    role: Role | None
+
+
+class Store(Protocol):
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> None: ...
+
+    # accounts
+    async def create_user(self, username: str, password_hash: str | None) -> User: ...
+    async def ensure_user(self, user_id: str) -> None: ...
+    async def user_by_name(self, username: str) -> tuple[User, str | None] | None: ...
+    async def user_by_id(self, user_id: str) -> User | None: ...
+    async def create_session(self, user_id: str, ttl: float) -> SessionRecord: ...
+    async def session(self, session_id: str) -> SessionRecord | None: ...
+    async def revoke_session(self, session_id: str) -> None: ...
+    async def add_refresh_token(self, token_hash: str, session_id: str, ttl: float) -> None: ...
+    async def use_refresh_token(self, token_hash: str) -> tuple[str, SessionRecord] | None:
+        """Mark the token used and return ``("ok"|"reused", session)``; ``None`` if unknown.
+
+        A token presented a second time means it leaked: the caller revokes the session.
+        """
+        ...
+
+    async def add_ticket(self, ticket_hash: str, user_id: str, ttl: float) -> None: ...
+    async def consume_ticket(self, ticket_hash: str) -> str | None: ...
+
+    # rooms
+    async def create_room(
+        self, name: str, visibility: Visibility, creator: str, room_id: str | None = None
+    ) -> Room: ...
+    async def room(self, room_id: str) -> Room | None: ...
+    async def membership(self, room_id: str, user_id: str) -> Role | None: ...
+    async def rooms_for(self, user_id: str) -> list[RoomView]: ...
+    async def add_member(self, room_id: str, user_id: str, role: Role = "member") -> bool: ...
+    async def remove_member(self, room_id: str, user_id: str) -> bool: ...
+    async def members(self, room_id: str) -> list[Member]: ...
+    async def ensure_public_room(self, room_id: str, creator: str) -> bool: ...
+
+    # messages
+    async def append_batch(self, items: Sequence[AppendRequest]) -> list[AppendResult]: ...
+    async def history(
+        self,
+        room_id: str,
+        *,
+        after: int | None = None,
+        before: int | None = None,
+        limit: int = 50,
+    ) -> list[Message]: ...
+    async def message(self, message_id: str) -> Message | None: ...
+    async def edit_message(self, message_id: str, text: str) -> Message | None: ...
+    async def delete_message(self, message_id: str) -> Message | None: ...
+    async def oldest_seq(self, room_id: str) -> int | None: ...
+    async def purge_older_than(self, days: int) -> int: ...

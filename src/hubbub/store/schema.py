@@ -1,0 +1,84 @@
+"""Tables, in SQL that SQLite and PostgreSQL both run. Migrations in ``migrations/`` create them."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("username", sa.String(64), nullable=False, unique=True),
+    sa.Column("password_hash", sa.Text, nullable=True),
+    sa.Column("created_at", sa.String(32), nullable=False),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.String(64), sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+refresh_tokens = sa.Table(
+    "refresh_tokens",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("session_id", sa.String(64), sa.ForeignKey("sessions.id"), nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("used", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+tickets = sa.Table(
+    "tickets",
+    metadata,
+    sa.Column("ticket_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.String(64), sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
+
+rooms = sa.Table(
+    "rooms",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("visibility", sa.String(16), nullable=False),
+    sa.Column("created_by", sa.String(64), nullable=True),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("last_seq", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+members = sa.Table(
+    "members",
+    metadata,
+    sa.Column("room_id", sa.String(64), sa.ForeignKey("rooms.id"), primary_key=True),
+    sa.Column("user_id", sa.String(64), sa.ForeignKey("users.id"), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("joined_at", sa.String(32), nullable=False),
+    sa.Index("ix_members_user", "user_id"),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("room_id", sa.String(64), sa.ForeignKey("rooms.id"), nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("user_id", sa.String(64), nullable=False),
+    sa.Column("username", sa.String(64), nullable=False),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("client_ts", sa.Text, nullable=True),
+    sa.Column("client_msg_id", sa.String(128), nullable=True),
+    sa.Column("edited_at", sa.String(32), nullable=True),
+    sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("file", sa.Text, nullable=True),
+    sa.UniqueConstraint("room_id", "seq", name="uq_messages_room_seq"),
+    sa.UniqueConstraint("user_id", "client_msg_id", name="uq_messages_user_cmid"),
+)

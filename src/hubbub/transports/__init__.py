@@ -1,0 +1,1 @@
+"""Transports: thin adapters from a connection kind (SSE, …) to the one hub."""

@@ -1,0 +1,132 @@
+"""The per-room SSE stream, a raw ASGI endpoint on uvicorn's fast lane.
+
+Once the response headers are out, the stream's socket belongs to the hub: we take uvicorn's
+transport and flow-control object from the ASGI ``send`` callable (uvicorn's
+``RequestResponseCycle``; the version is pinned and ``tests/integration/test_streams.py`` covers
+the seam) and from then on the hub writes pre-chunked shared bytes into it. The request's own
+task only waits for the disconnect, so an idle stream costs no extra task and no timer.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from hubbub.api.raw import Receive, Scope, Send, credentials, header, query, send_error
+from hubbub.encoding import Event, sse_named, sse_retry
+from hubbub.errors import BadRequest, HubbubError, Unavailable
+from hubbub.hub import Connection
+from hubbub.subscription import hand_off
+
+if TYPE_CHECKING:
+    from hubbub.runtime import Runtime
+
+log = logging.getLogger("hubbub.sse")
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def parse_cursor(value: str | None) -> int | None:
+    if value is None or value.strip() == "":
+        return None
+    value = value.strip()
+    if not value.isdigit() or len(value) > 18:
+        raise BadRequest(
+            "Last-Event-ID must be a message seq (a non-negative integer)", code="invalid_cursor"
+        )
+    return int(value)
+
+
+def uvicorn_seam(send: Send) -> tuple[Any, Any]:
+    """uvicorn's transport and flow control behind ``send`` (see the module docstring)."""
+    cycle = getattr(send, "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    flow = getattr(cycle, "flow", None)
+    if transport is None or flow is None:
+        raise Unavailable(
+            "streams need Hubbub's uvicorn server (hubbub serve)", code="stream_unsupported"
+        )
+    return transport, flow
+
+
+async def room_stream(
+    rt: Runtime, scope: Scope, receive: Receive, send: Send, room_id: str
+) -> None:
+    params = query(scope)
+    try:
+        if rt.hub.closing:
+            raise Unavailable("the server is shutting down; reconnect", code="shutting_down")
+        cursor = parse_cursor(header(scope, b"last-event-id") or params.get("last_event_id"))
+        who = await rt.auth.identify(credentials(scope, params))
+        room = await rt.service.open_room(who, room_id)
+        transport, flow = uvicorn_seam(send)
+        reset: int | None = None
+        if cursor is not None and rt.settings.retention_days is not None:
+            oldest = await rt.store.oldest_seq(room_id)
+            first_kept = oldest if oldest is not None else room.last_seq + 1
+            if cursor + 1 < first_kept:
+                reset = first_kept
+    except HubbubError as exc:
+        await send_error(send, exc)
+        return
+
+    headers = list(SSE_HEADERS)
+    if who.set_cookie:
+        headers.append((b"set-cookie", who.set_cookie.encode("latin-1")))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    transport.set_write_buffer_limits(high=rt.settings.stream_buffer_bytes)
+    conn = Connection(transport, flow, who.user_id, "sse")
+    hello = sse_retry(rt.settings.retry_ms) + sse_named(
+        "connected", {"status": "ok", "room_id": room_id, "user_id": who.user_id}
+    )
+    if reset is not None:
+        hello += sse_named("reset", {"room_id": room_id, "oldest_seq": reset})
+        cursor = reset - 1
+    conn.send_frames(hello)
+    gauge = rt.metrics.connections.labels("sse")
+    gauge.inc()
+    try:
+        await rt.hub.attach(conn, room_id, replaying=cursor is not None)
+        if cursor is not None:
+            await replay(rt, conn, room_id, cursor)
+        while (await receive())["type"] != "http.disconnect":
+            pass
+    except Exception:
+        log.exception("stream of room %s failed", room_id)
+        conn.abort()
+    finally:
+        gauge.dec()
+        await rt.hub.detach(conn)
+
+
+async def replay(rt: Runtime, conn: Connection, room_id: str, cursor: int) -> None:
+    """Send ``seq > cursor`` from the store, then hand over to live delivery with no gap."""
+    page_size = rt.settings.replay_page
+    last = cursor
+    flow = conn.flow
+    while True:
+        while True:
+            page = await rt.store.history(room_id, after=last, limit=page_size)
+            if page:
+                conn.send_frames(b"".join([Event.message(m).sse for m in page]))
+                last = page[-1].seq
+            if conn.transport.is_closing():
+                return
+            if flow.write_paused:
+                await flow.drain()  # a resuming client reads at its own pace
+            if len(page) < page_size:
+                break
+        if flow.write_paused or conn.transport.is_closing():
+            continue
+        pending = conn.pending or []
+        first = next((e.seq for e in pending if e.seq is not None), None)
+        if first is not None and first > last + 1:
+            continue  # the store has them by now: read again
+        out, _ = hand_off(last, rt.hub.go_live(conn, room_id))
+        if out:
+            conn.send_frames(b"".join([e.sse for e in out]))
+        return
