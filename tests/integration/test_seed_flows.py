@@ -111,7 +111,7 @@ async def test_message_reaches_two_others(trust_server: Server) -> None:
 
 
 async def test_load_100_concurrent_posts_three_subscribers(trust_server: Server) -> None:
-    """Seed load test: 100 concurrent POSTs → each of 3 subscribers gets seq 1..100 once, in order."""
+    """Seed load test: 100 concurrent POSTs → 3 subscribers each get seq 1..100 once, in order."""
     async with client(trust_server.url) as http:
         async with (
             open_stream(http, "/chat/room/load/events", params={"user_id": "s1"}) as s1,
