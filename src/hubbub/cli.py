@@ -79,7 +79,7 @@ def serve(
     )
     try:
         run(settings)
-    except TrustModeRefused as exc:
+    except (TrustModeRefused, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
 

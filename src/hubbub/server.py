@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import signal
 import socket
+from types import FrameType
 
 import uvicorn
 
@@ -20,6 +22,12 @@ class HubbubServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, app: HubbubApp) -> None:
         super().__init__(config)
         self.hubbub = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        # uvicorn re-raises captured signals after a graceful exit; a completed SIGTERM drain
+        # is a clean exit, so the process exits 0 (what orchestrators expect).
+        self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:

@@ -29,8 +29,8 @@ def token_hash(token: str) -> str:
 
 class TokenSigner:
     def __init__(self, secret: str) -> None:
-        if len(secret) < 16:
-            raise ValueError("the JWT secret must be at least 16 characters")
+        if len(secret.encode()) < 32:
+            raise ValueError("the JWT secret must be at least 32 bytes (RFC 7518 §3.2)")
         self._secret = secret
 
     def issue(self, user_id: str, session_id: str, typ: TokenType, ttl: float) -> str:
