@@ -75,7 +75,7 @@ async def test_slow_client_is_cut_off_and_others_keep_up(data_dir: Path) -> None
                 async def measure() -> None:
                     seen = received = 0
                     while received < count:
-                        await f1.wait_for(lambda s: len(s.events) > seen, timeout=30)
+                        await f1.wait_for(lambda s, n=seen: len(s.events) > n, timeout=30)
                         now = time.time()
                         new = [e for e in f1.events[seen:] if e.event == "message"]
                         latencies.extend(now - e.json()["timestamp"] for e in new)

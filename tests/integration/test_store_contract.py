@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,8 @@ from hubbub.store.sql import SqlStore
 
 
 @pytest.fixture(params=["sqlite"])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    yield f"sqlite+aiosqlite:///{tmp_path / 'contract.db'}"
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'contract.db'}"
 
 
 async def open_store(url: str) -> SqlStore:
@@ -111,7 +110,7 @@ async def test_delete_keeps_seq_and_empties_text(store_url: str) -> None:
     s = await open_store(store_url)
     try:
         await s.ensure_user("u")
-        [r1, r2] = await s.append_batch([req("d", "u", "one"), req("d", "u", "two")])
+        [r1, _] = await s.append_batch([req("d", "u", "one"), req("d", "u", "two")])
         assert r1.message is not None
         deleted = await s.delete_message(r1.message.id)
         assert deleted is not None
