@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -33,9 +35,20 @@ class Metrics:
             "Streams cut off for not reading",
             registry=self.registry,
         )
+        self.tasks = Gauge(
+            "hubbub_asyncio_tasks", "Live asyncio tasks (a leak shows here)", registry=self.registry
+        )
+        self.tasks.set_function(_task_count)
         for transport in ("sse", "websocket", "longpoll"):
             self.connections.labels(transport)
 
     def observe_delivery(self, count: int, latency: float) -> None:
         self.delivered.inc(count)
         self.latency.observe(latency)
+
+
+def _task_count() -> float:
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:  # scraped outside the loop
+        return 0.0
