@@ -15,7 +15,7 @@ Arguments after a literal ``--`` are passed to bench.py unchanged (e.g. ``-- --i
 
     python3 bench/run.py --quick --write docs/performance.md
     python3 bench/run.py --duration 10 --scenarios fanout1k,rooms,idle --write docs/performance.md
-    python3 bench/run.py --from-json ../shared/bench/results/<run-id>.json --write docs/performance.md
+    python3 bench/run.py --from-json ../shared/bench/results/<id>.json --write docs/performance.md
 """
 
 from __future__ import annotations
@@ -276,22 +276,25 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=5)
 
 
-@contextlib.contextmanager
-def hubbub_server(workdir: Path, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    cmd = [
+def serve_command(data_dir: str) -> list[str]:
+    """Trust mode on the harness port; the per-user rate limiter off (see the document)."""
+    return [
         hubbub_exe(),
-        "serve",
-        "--host",
-        HOST,
-        "--port",
-        str(PORT),
-        "--auth",
-        "trust",
+        *f"serve --host {HOST} --port {PORT} --auth trust --rate-limit-per-second 0".split(),
         "--data-dir",
-        str(workdir / "data"),
-        "--rate-limit-per-second",
-        "0",
+        data_dir,
     ]
+
+
+def flags(**given: object) -> list[str]:
+    """``flags(p=8090, c=100)`` -> ``['-p', '8090', '-c', '100']`` (the C tools' options)."""
+    return [arg for k, v in given.items() for arg in (f"-{k}", str(v))]
+
+
+@contextlib.contextmanager
+def hubbub_server(
+    cmd: list[str], workdir: Path, log_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     with open(log_path, "ab") as logf:
         log("starting", shlex.join(cmd))
         proc = subprocess.Popen(
@@ -359,55 +362,19 @@ def quick(harness: Path, subs: int, duration: float, pub_conns: int, drain: floa
     log_path = workdir / "server.log"
     info: Json = {"date": now_utc(), "machine": machine(), "command": this_command()}
     try:
-        with hubbub_server(workdir, log_path) as server:
-            info["server_command"] = shlex.join(server.args)
+        cmd = serve_command(str(workdir / "data"))
+        info["server_command"] = shlex.join(cmd)
+        with hubbub_server(cmd, workdir, log_path) as server:
             sub_args = [
                 str(bin_dir / "sseload"),
-                "-h",
-                HOST,
-                "-p",
-                str(PORT),
-                "-u",
-                SUB_PATH,
-                "-c",
-                str(subs),
-                "-r",
-                "1",
-                "-x",
-                "q",
-                "-d",
-                str(duration + drain + 0.5),
-                "-t",
-                "30",
+                *flags(h=HOST, p=PORT, u=SUB_PATH, c=subs, r=1, x="q", t=30),
+                *flags(d=f"{duration + drain + 0.5:g}"),
             ]
             pub_args = [
                 str(bin_dir / "ssepub"),
-                "-h",
-                HOST,
-                "-p",
-                str(PORT),
-                "-X",
-                "POST",
-                "-u",
-                PUB_PATH,
-                "-b",
-                PUB_BODY,
-                "-T",
-                "application/json",
-                "-H",
-                PUB_HEADER,
-                "-r",
-                "1",
-                "-x",
-                "q",
-                "-m",
-                "0",
-                "-d",
-                str(duration),
-                "-n",
-                str(pub_conns),
-                "-D",
-                str(drain),
+                *flags(h=HOST, p=PORT, X="POST", u=PUB_PATH, b=PUB_BODY, T="application/json"),
+                *flags(H=PUB_HEADER, r=1, x="q", m=0, d=f"{duration:g}", n=pub_conns),
+                *flags(D=f"{drain:g}"),
             ]
             info["sseload_command"] = shlex.join(sub_args)
             info["ssepub_command"] = shlex.join(pub_args)
@@ -433,6 +400,7 @@ def quick(harness: Path, subs: int, duration: float, pub_conns: int, drain: floa
             except ValueError:
                 pub = {"error": "bad ssepub output", "stderr": r.stderr[-2000:]}
             info["server_alive"] = server.poll() is None
+        info["server_exit"] = server.returncode
     finally:
         problems = scan_log(log_path)
         if problems["tracebacks"] or problems["errors"]:
@@ -495,10 +463,8 @@ def run_harness(
     before = set(results.glob("*.json")) if results.is_dir() else set()
     datadirs = Path(tempfile.mkdtemp(prefix="hubbub-bench-"))
     # A fresh data dir (empty SQLite) per scenario: start.sh runs this through `bash -c`.
-    hubbub_cmd = (
-        f"{shlex.quote(hubbub_exe())} serve --host {HOST} --port {PORT} --auth trust "
-        "--rate-limit-per-second 0 "
-        f'--data-dir "$(mktemp -d -p {shlex.quote(str(datadirs))} data.XXXXXX)"'
+    hubbub_cmd = shlex.join(serve_command("DATA")).replace(
+        "DATA", f'"$(mktemp -d -p {shlex.quote(str(datadirs))} data.XXXXXX)"'
     )
     env = dict(os.environ, HUBBUB_CHECKOUT=str(CHECKOUT), HUBBUB_CMD=hubbub_cmd)
     cmd = [
@@ -854,6 +820,9 @@ def render_quick(info: Json) -> str:
         f"| {num(r['non2xx'])} / {num(r['pub_errors'])} | {num(r['server_cpu_pct'])} "
         f"| {num(r['cpu_us_per_delivery'], 2)} |",
         "",
+        f"Server RSS after the run: {num(info.get('rss_mib'))} MiB; "
+        f"exit status after SIGTERM: {num(info.get('server_exit'))} "
+        f"({'alive through the run' if info.get('server_alive') else 'DIED during the run'}). "
         f"Server log: {info['server_log']['tracebacks']} tracebacks, "
         f"{info['server_log']['errors']} ERROR lines, "
         f"{info['server_log']['slow_cutoffs']} slow-client cut-offs.",
