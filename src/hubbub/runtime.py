@@ -60,9 +60,8 @@ class Runtime:
         return 0 if room is None else room.last_seq
 
     async def _gap(self, room_id: str, after: int, before: int) -> list[Message]:
-        return await self.store.history(
-            room_id, after=after, before=before, limit=before - after - 1
-        )
+        limit = min(before - after - 1, self.settings.replay_page)
+        return await self.store.history(room_id, after=after, before=before, limit=limit)
 
     async def start(self) -> None:
         await self.store.start()

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from hubbub.auth.identity import Identity
 from hubbub.broker.base import Broker
@@ -71,7 +71,7 @@ class ChatService:
         trust: bool,
         max_message_chars: int = 4000,
         write_batch_max: int = 256,
-        on_stored: Any = None,
+        on_stored: Callable[[int], None] | None = None,
     ) -> None:
         self.store = store
         self.broker = broker
@@ -123,6 +123,7 @@ class ChatService:
             ),
             create_room=self.trust,
             join_public=self.trust,
+            create_user=self.trust,
         )
         if self._writer is None or self._writer.done():
             raise Unavailable("the server is shutting down", code="shutting_down")
@@ -218,11 +219,10 @@ class ChatService:
         """Before a stream: in trust mode the room is created and joined on first use."""
         if self.trust:
             check_room_id(room_id)
-            await self.store.ensure_public_room(room_id, who.user_id)
-            room, role = await self.readable_room(who, room_id)
-            if role is None and await self.store.add_member(room_id, who.user_id):
-                await self.member_event(room_id, who.user_id, who.username, "member_joined")
-            return room
+            if await self.store.membership(room_id, who.user_id) is None:
+                room, joined = await self.store.enter_room(room_id, who.user_id)
+                if joined:
+                    await self.member_event(room_id, who.user_id, who.username, "member_joined")
         room, _ = await self.readable_room(who, room_id)
         return room
 

@@ -36,7 +36,7 @@ async def test_seq_is_gap_free_under_concurrent_writers(store_url: str) -> None:
     a, b = await open_store(store_url), await open_store(store_url)
     try:
         await a.ensure_user("u")
-        await a.ensure_public_room("room", "u")
+        await a.enter_room("room", "u")
 
         async def writer(store: SqlStore, tag: str) -> list[int]:
             seqs = []

@@ -56,7 +56,9 @@ async def post_message(rt: Runtime, scope: Scope, receive: Receive, send: Send) 
     try:
         check_json_type(scope)
         body = decode_send_body(await read_body(receive, rt.settings.max_body_bytes))
-        who = await rt.auth.identify(credentials(scope, query(scope), body.user_id))
+        who = await rt.auth.identify(
+            credentials(scope, query(scope), body.user_id), ensure_user=False
+        )
         await rt.limiter.check(who.user_id)
         sent = await rt.service.send(
             who,

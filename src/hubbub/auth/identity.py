@@ -78,9 +78,11 @@ class Authenticator:
     def secure_cookie(self, request_is_https: bool) -> bool:
         return request_is_https if self._cookie_secure is None else self._cookie_secure
 
-    async def identify(self, creds: Credentials) -> Identity:
+    async def identify(self, creds: Credentials, *, ensure_user: bool = True) -> Identity:
+        """``ensure_user=False``: the caller's own write creates a trust-mode user row in its
+        transaction (the hot routes do), saving a commit per new user."""
         if self.mode == "trust":
-            return await self._trust(creds)
+            return await self._trust(creds, ensure_user)
         ident = await self._jwt(creds)
         for claimed in (creds.header_user_id, creds.query_user_id, creds.body_user_id):
             if claimed and claimed not in (ident.user_id, ident.username):
@@ -152,10 +154,10 @@ class Authenticator:
 
     # trust -------------------------------------------------------------------------------
 
-    async def _trust(self, creds: Credentials) -> Identity:
+    async def _trust(self, creds: Credentials, ensure: bool) -> Identity:
         for claimed in (creds.header_user_id, creds.query_user_id, creds.body_user_id):
             if claimed:
-                return await self._trusted(claimed)
+                return await self._trusted(claimed, ensure)
         cookie = creds.cookies.get(SESSION_COOKIE)
         if cookie:
             try:
@@ -164,8 +166,8 @@ class Authenticator:
                 pass
         guest = creds.cookies.get(GUEST_COOKIE)
         if guest and USER_ID_RE.match(guest):
-            return await self._trusted(guest)
-        ident = await self._trusted("guest-" + secrets.token_hex(6))
+            return await self._trusted(guest, ensure)
+        ident = await self._trusted("guest-" + secrets.token_hex(6), ensure)
         ident.set_cookie = cookie_header(
             GUEST_COOKIE,
             ident.user_id,
@@ -174,15 +176,15 @@ class Authenticator:
         )
         return ident
 
-    async def _trusted(self, user_id: str) -> Identity:
+    async def _trusted(self, user_id: str, ensure: bool) -> Identity:
         if not USER_ID_RE.match(user_id):
             raise BadRequest(
                 "user_id must be 1-64 characters of letters, digits and _.@:~-",
                 code="invalid_user_id",
             )
-        if user_id not in self._known_users:
+        if ensure and user_id not in self._known_users:
             await self._store.ensure_user(user_id)
             if len(self._known_users) > _CACHE_MAX:
                 self._known_users.clear()
             self._known_users.add(user_id)
-        return Identity(user_id, await self._username(user_id))
+        return Identity(user_id, user_id)

@@ -40,6 +40,7 @@ class AppendRequest(msgspec.Struct, frozen=True):
     message: NewMessage
     create_room: bool = False
     join_public: bool = False
+    create_user: bool = False
 
 
 class AppendResult(msgspec.Struct, frozen=True):
@@ -98,7 +99,11 @@ class Store(Protocol):
     async def add_member(self, room_id: str, user_id: str, role: Role = "member") -> bool: ...
     async def remove_member(self, room_id: str, user_id: str) -> bool: ...
     async def members(self, room_id: str) -> list[Member]: ...
-    async def ensure_public_room(self, room_id: str, creator: str) -> bool: ...
+    async def enter_room(self, room_id: str, user_id: str) -> tuple[Room, bool]:
+        """Trust mode, in one transaction: create the user, the public room and the membership
+        as needed. Returns the room and whether the user just joined. A private room the user is
+        not in is returned unchanged (the caller refuses it)."""
+        ...
 
     # messages
     async def append_batch(self, items: Sequence[AppendRequest]) -> list[AppendResult]: ...

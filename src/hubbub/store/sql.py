@@ -114,11 +114,7 @@ class SqlStore:
 
     async def ensure_user(self, user_id: str) -> None:
         async with self._write.begin() as conn:
-            await conn.execute(
-                self._insert_ignore(users).values(
-                    id=user_id, username=user_id, password_hash=None, created_at=utc_now()
-                )
-            )
+            await self._ensure_users(conn, [user_id])
 
     async def user_by_name(self, username: str) -> tuple[User, str | None] | None:
         async with self._read.connect() as conn:
@@ -252,9 +248,27 @@ class SqlStore:
             )
         return room
 
-    async def ensure_public_room(self, room_id: str, creator: str) -> bool:
+    async def enter_room(self, room_id: str, user_id: str) -> tuple[Room, bool]:
         async with self._write.begin() as conn:
-            return await self._ensure_room(conn, room_id, creator)
+            await self._ensure_users(conn, [user_id])
+            created = await self._ensure_room(conn, room_id, user_id)
+            row = (await conn.execute(sa.select(rooms).where(rooms.c.id == room_id))).one()
+            joined = False
+            if not created and row.visibility == "public":
+                res = await conn.execute(
+                    self._insert_ignore(members).values(
+                        room_id=room_id, user_id=user_id, role="member", joined_at=utc_now()
+                    )
+                )
+                joined = bool(res.rowcount)
+        return _room(row), joined
+
+    async def _ensure_users(self, conn: AsyncConnection, user_ids: Sequence[str]) -> None:
+        now = utc_now()
+        await conn.execute(
+            self._insert_ignore(users),
+            [{"id": u, "username": u, "password_hash": None, "created_at": now} for u in user_ids],
+        )
 
     async def _ensure_room(self, conn: AsyncConnection, room_id: str, creator: str) -> bool:
         now = utc_now()
@@ -355,6 +369,9 @@ class SqlStore:
         self, conn: AsyncConnection, items: Sequence[AppendRequest]
     ) -> list[AppendResult]:
         now = utc_now()
+        new_users = sorted({it.message.user_id for it in items if it.create_user})
+        if new_users:
+            await self._ensure_users(conn, new_users)
         room_ids = {it.message.room_id for it in items}
         user_ids = {it.message.user_id for it in items}
         visibility: dict[str, str] = {

@@ -61,7 +61,7 @@ async def room_stream(
         if rt.hub.closing:
             raise Unavailable("the server is shutting down; reconnect", code="shutting_down")
         cursor = parse_cursor(header(scope, b"last-event-id") or params.get("last_event_id"))
-        who = await rt.auth.identify(credentials(scope, params))
+        who = await rt.auth.identify(credentials(scope, params), ensure_user=False)
         room = await rt.service.open_room(who, room_id)
         transport, flow = uvicorn_seam(send)
         reset: int | None = None
