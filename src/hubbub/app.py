@@ -9,16 +9,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from hubbub import __version__
 from hubbub.api import auth, errors, messages, ops, rooms
 from hubbub.api import openapi as openapi_docs
-from hubbub.api.raw import Receive, Scope, Send, header, send_error
-from hubbub.api.send import post_message
+from hubbub.api.raw import Receive, Scope, Send, header, read_body, send_error
+from hubbub.api.send import check_json_type, post_message
 from hubbub.config import Settings
-from hubbub.errors import NotFound, TooLarge
+from hubbub.errors import HubbubError, NotFound, TooLarge
 from hubbub.runtime import Runtime
 from hubbub.transports.sse import room_stream
 
@@ -31,6 +32,9 @@ Bearer <access token>`, the HttpOnly session cookie set by `/auth/login`, or `?t
 `EventSource`. In `trust` mode (local development) the `User-ID` header or `user_id` names the
 caller.
 """
+
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class HubbubApp:
@@ -58,40 +62,34 @@ class HubbubApp:
                 else:
                     await room_stream(self.runtime, scope, receive, send, room_id)
                     return
-            length = header(scope, b"content-length")
-            if (
-                length is not None
-                and length.isdigit()
-                and int(length) > self.settings.max_body_bytes
-            ):
-                await send_error(
-                    send,
-                    TooLarge(
-                        f"the request body is larger than {self.settings.max_body_bytes} bytes",
-                        code="body_too_large",
-                    ),
-                )
-                return
-            receive = _limited(receive, self.settings.max_body_bytes)
+            if method in _BODY_METHODS:
+                try:
+                    receive = await self._buffered_json(scope, receive)
+                except HubbubError as exc:
+                    await send_error(send, exc)
+                    return
         await self.api(scope, receive, send)
 
+    async def _buffered_json(self, scope: Scope, receive: Receive) -> Receive:
+        """Read a JSON body up front: the size limit holds for chunked bodies too (413, not a
+        parse error), and a body that is not JSON is refused with 415 before any route runs."""
+        limit = self.settings.max_body_bytes
+        length = header(scope, b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise TooLarge(f"the request body is larger than {limit} bytes", code="body_too_large")
+        body = await read_body(receive, limit)
+        if body:
+            check_json_type(scope)
+        replayed = False
 
-def _limited(receive: Receive, limit: int) -> Receive:
-    """Count a streamed (chunked) body too, not just Content-Length."""
-    seen = 0
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return dict(await receive())
 
-    async def limited() -> dict[str, object]:
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise TooLarge(
-                    f"the request body is larger than {limit} bytes", code="body_too_large"
-                )
-        return dict(message)
-
-    return limited
+        return replay
 
 
 def build_fastapi(holder: HubbubApp) -> FastAPI:

@@ -24,7 +24,7 @@ from hubbub.store.base import AppendOutcome, AppendRequest, AppendResult, RoomVi
 
 log = logging.getLogger("hubbub.service")
 
-ROOM_ID_RE = re.compile(r"^[A-Za-z0-9_.:~-]{1,64}$")
+ROOM_ID_RE = re.compile(r"[A-Za-z0-9_.:~-]{1,64}")
 MAX_CLIENT_MSG_ID = 128
 MAX_ROOM_NAME = 100
 
@@ -56,7 +56,7 @@ def check_text(text: str, limit: int) -> None:
 
 
 def check_room_id(room_id: str) -> None:
-    if not ROOM_ID_RE.match(room_id):
+    if not ROOM_ID_RE.fullmatch(room_id):
         raise Invalid(
             "room_id must be 1-64 characters of letters, digits and _.:~-", code="invalid_room_id"
         )

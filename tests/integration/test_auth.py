@@ -250,7 +250,7 @@ async def test_requests_without_credentials_are_401(jwt_server: Server) -> None:
             assert_error(r, 401, "not_authenticated")
         for headers in (
             {"Authorization": "Basic dXNlcjpwYXNz"},
-            {"Authorization": "Bearer "},
+            {"Authorization": "Bearer"},
             {"Authorization": "Bearer not-a-jwt"},
             {"Authorization": owner.token},
         ):
@@ -268,11 +268,25 @@ async def test_operational_routes_need_no_token(jwt_server: Server) -> None:
             assert r.status_code == 200, (path, r.status_code)
 
 
+_SHARED: dict[str, tuple[Account, str]] = {}
+
+
+async def target(server: Server) -> tuple[Account, str]:
+    """One account and one empty room per server that forged tokens try to act on."""
+    if server.url not in _SHARED:
+        owner = await signup(server, "target")
+        async with client(server.url) as http:
+            _SHARED[server.url] = (owner, await create_room(http, owner))
+    return _SHARED[server.url]
+
+
 def _forgeries(user_id: str) -> dict[str, str]:
     now = int(time.time())
     good = {"sub": user_id, "exp": now + 600, "iat": now}
     return {
-        "other-secret": jwt.encode(good, "some-other-secret-0123456789", algorithm="HS256"),
+        "other-secret": jwt.encode(
+            good, "some-other-secret-0123456789-abcdefgh", algorithm="HS256"
+        ),
         "alg-none": jwt.encode(good, None, algorithm="none"),
         "alg-none-with-sig": hand_signed({"alg": "none", "typ": "JWT"}, good, SECRET.encode()),
         "HS512": jwt.encode(good, SECRET + SECRET, algorithm="HS512"),
@@ -309,10 +323,9 @@ def _tamper(token: str) -> str:
     ],
 )
 async def test_forged_tokens_are_401(jwt_server: Server, kind: str) -> None:
-    owner = await signup(jwt_server, "forge")
+    owner, room = await target(jwt_server)
     token = _forgeries(owner.id)[kind]
     async with client(jwt_server.url) as http:
-        room = await create_room(http, owner)
         for r in (
             await http.get("/chat/rooms", headers=bearer(token)),
             await http.get(f"/chat/room/{room}/history", headers=bearer(token)),
@@ -330,10 +343,8 @@ async def test_forged_tokens_are_401(jwt_server: Server, kind: str) -> None:
 
 async def test_a_correctly_signed_token_is_accepted(jwt_server: Server) -> None:
     """The control for the forgeries: HS256 with the server's secret, sub and exp → accepted."""
-    owner = await signup(jwt_server, "legit")
-    token = jwt.encode(
-        {"sub": owner.id, "exp": int(time.time()) + 600}, SECRET, algorithm="HS256"
-    )
+    owner, _ = await target(jwt_server)
+    token = jwt.encode({"sub": owner.id, "exp": int(time.time()) + 600}, SECRET, algorithm="HS256")
     async with client(jwt_server.url) as http:
         r = await http.get("/auth/me", headers=bearer(token))
         assert r.status_code == 200, r.text
@@ -341,13 +352,12 @@ async def test_a_correctly_signed_token_is_accepted(jwt_server: Server) -> None:
 
 
 async def test_expired_token_is_401_token_expired(jwt_server: Server) -> None:
-    owner = await signup(jwt_server, "expired")
+    owner, room = await target(jwt_server)
     now = int(time.time())
     expired = jwt.encode(
         {"sub": owner.id, "iat": now - 3600, "exp": now - 60}, SECRET, algorithm="HS256"
     )
     async with client(jwt_server.url) as http:
-        room = await create_room(http, owner)
         for r in (
             await http.get("/auth/me", headers=bearer(expired)),
             await http.get(f"/chat/room/{room}/events", headers=bearer(expired), timeout=5),
@@ -423,7 +433,7 @@ async def test_naming_someone_else_is_403_and_stores_nothing(jwt_server: Server)
         assert [m["user_id"] for m in await history(http, alice, room)] == [alice.id]
 
 
-# --- refresh, logout ----------------------------------------------------------------------------
+# --- refresh, logout --------------------------------------------------------------------------
 
 
 async def refresh(http: httpx.AsyncClient, token: str) -> httpx.Response:
@@ -438,7 +448,9 @@ async def test_refresh_rotates_and_reuse_ends_the_session(jwt_server: Server) ->
         first = r.json()
         assert first["refresh_token"] != me.refresh
         assert first["token_type"] == "bearer"
-        assert (await http.get("/auth/me", headers=bearer(first["access_token"]))).status_code == 200
+        assert (
+            await http.get("/auth/me", headers=bearer(first["access_token"]))
+        ).status_code == 200
 
         r = await refresh(http, first["refresh_token"])
         assert r.status_code == 200, r.text
@@ -493,11 +505,13 @@ async def test_logout_with_the_session_cookie_only(jwt_server: Server) -> None:
         assert r.status_code == 200, r.text
         assert_error(await http.get("/auth/me"), 401)
     async with client(jwt_server.url) as fresh:
-        assert_error(await fresh.get("/auth/me", headers={"Cookie": f"hubbub_session={session}"}), 401)
+        assert_error(
+            await fresh.get("/auth/me", headers={"Cookie": f"hubbub_session={session}"}), 401
+        )
         assert_error(await refresh(fresh, refresh_token), 401)
 
 
-# --- tickets and cookies ------------------------------------------------------------------------
+# --- tickets and cookies ----------------------------------------------------------------------
 
 
 async def test_ticket_opens_one_stream_once(jwt_server: Server) -> None:
@@ -561,7 +575,7 @@ async def test_session_cookie_alone_works_for_stream_and_send(jwt_server: Server
         assert [m["text"] for m in hist.json()] == ["hook"]
 
 
-# --- rate limit ---------------------------------------------------------------------------------
+# --- rate limit -------------------------------------------------------------------------------
 
 
 async def test_rate_limit_is_429_with_retry_after(tmp_path: Path) -> None:
@@ -587,9 +601,7 @@ async def test_rate_limit_is_429_with_retry_after(tmp_path: Path) -> None:
             retry_after = r.headers.get("retry-after")
             assert retry_after is not None and retry_after.isdigit(), r.headers
             assert int(retry_after) >= 1
-            assert [m["text"] for m in await history(http, me, room)] == [
-                f"m{i}" for i in range(5)
-            ]
+            assert [m["text"] for m in await history(http, me, room)] == [f"m{i}" for i in range(5)]
             # the limit is per user: someone else can still talk
             r = await http.post(
                 "/chat/messages", headers=other.auth, json={"room_id": room, "message": "calm"}
@@ -599,7 +611,7 @@ async def test_rate_limit_is_429_with_retry_after(tmp_path: Path) -> None:
         server.stop()
 
 
-# --- trust mode guard ------------------------------------------------------------------------------
+# --- trust mode guard -------------------------------------------------------------------------
 
 
 def _serve_cmd(data_dir: Path, port: int, *extra: str) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,6 +111,17 @@ async def signup(server: Server, prefix: str) -> Account:
     return Account(body["user"]["id"], name, body["access_token"])
 
 
+_PAIR: dict[str, tuple[Account, Account]] = {}
+
+
+async def pair(server: Server) -> tuple[Account, Account]:
+    """Two accounts shared by this module's jwt tests (each test makes its own fresh rooms)."""
+    if server.url not in _PAIR:
+        a, b = await asyncio.gather(signup(server, "first"), signup(server, "second"))
+        _PAIR[server.url] = (a, b)
+    return _PAIR[server.url]
+
+
 async def create_room(http: httpx.AsyncClient, owner: Account, visibility: str) -> str:
     r = await http.post(
         "/chat/rooms", headers=owner.auth, json={"name": uid("room"), "visibility": visibility}
@@ -118,7 +130,7 @@ async def create_room(http: httpx.AsyncClient, owner: Account, visibility: str) 
     return str(r.json()["id"])
 
 
-# --- message text -------------------------------------------------------------------------
+# --- message text -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -188,7 +200,7 @@ async def test_nul_character_is_rejected(trust_server: Server) -> None:
         assert await snapshot(http, who, room) == before
 
 
-# --- body shape ---------------------------------------------------------------------------
+# --- body shape -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -318,6 +330,57 @@ async def test_body_over_64_kib_is_413(trust_server: Server) -> None:
         assert await snapshot(http, who, room) == before
 
 
+def exactly(size: int, **fields: Any) -> bytes:
+    """A JSON body of exactly ``size`` bytes: ``fields`` plus an ignored ``pad`` field."""
+    base = json.dumps({**fields, "pad": ""}, separators=(",", ":")).encode()
+    body = json.dumps({**fields, "pad": "p" * (size - len(base))}, separators=(",", ":"))
+    assert len(body.encode()) == size
+    return body.encode()
+
+
+async def chunked(data: bytes) -> AsyncIterator[bytes]:
+    """Stream a body without Content-Length (Transfer-Encoding: chunked)."""
+    for i in range(0, len(data), 8192):
+        yield data[i : i + 8192]
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["content-length", "chunked"])
+async def test_body_limit_is_64_kib_on_send(trust_server: Server, streamed: bool) -> None:
+    async with client(trust_server.url) as http:
+        room, who = await trust_room(http)
+        h = {**who, "Content-Type": "application/json"}
+        at_limit = exactly(64 * 1024, room_id=room, message="fits")
+        over = exactly(64 * 1024 + 1, room_id=room, message="does not fit")
+        r = await http.post(
+            "/chat/messages", headers=h, content=chunked(at_limit) if streamed else at_limit
+        )
+        assert r.status_code == 201, r.text[:200]
+        before = await snapshot(http, who, room)
+        r = await http.post(
+            "/chat/messages", headers=h, content=chunked(over) if streamed else over
+        )
+        assert_error(r, 413)
+        assert await snapshot(http, who, room) == before
+        assert [m["text"] for m in before.history] == ["baseline", "fits"]
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["content-length", "chunked"])
+async def test_body_limit_is_64_kib_on_create_room(trust_server: Server, streamed: bool) -> None:
+    async with client(trust_server.url) as http:
+        who = as_user(uid("user"))
+        h = {**who, "Content-Type": "application/json"}
+        fits, too_big = uid("fits"), uid("toobig")
+        at_limit = exactly(64 * 1024, name="fits", id=fits)
+        over = exactly(64 * 1024 + 1, name="too big", id=too_big)
+        r = await http.post(
+            "/chat/rooms", headers=h, content=chunked(at_limit) if streamed else at_limit
+        )
+        assert r.status_code == 201, r.text[:200]
+        r = await http.post("/chat/rooms", headers=h, content=chunked(over) if streamed else over)
+        assert_error(r, 413)
+        assert_error(await http.get(f"/chat/room/{too_big}", headers=who), 404)
+
+
 @pytest.mark.parametrize(
     ("method", "path", "field"),
     [
@@ -346,8 +409,9 @@ async def test_body_over_64_kib_is_413_on_other_routes(
         ("POST", "/chat/rooms", {"name": "typed", "visibility": "public"}),
         ("PATCH", "/chat/messages/MID", {"message": "edited"}),
         ("POST", "/chat/room/ROOM/members", {"username": "someone"}),
+        ("POST", "/auth/register", {"username": "ROOM", "password": "long enough pw"}),
     ],
-    ids=["create-room", "edit", "invite"],
+    ids=["create-room", "edit", "invite", "register"],
 )
 async def test_non_json_content_type_is_415_on_other_routes(
     trust_server: Server, method: str, path: str, body: dict[str, Any]
@@ -360,7 +424,7 @@ async def test_non_json_content_type_is_415_on_other_routes(
             method,
             path.replace("MID", mid).replace("ROOM", room),
             headers={**who, "Content-Type": "text/plain"},
-            content=json.dumps(body).encode(),
+            content=json.dumps(body).replace("ROOM", room).encode(),
         )
         assert_error(r, 415, "unsupported_media_type")
         assert await snapshot(http, who, room) == before
@@ -402,11 +466,24 @@ async def test_invalid_room_id_is_422_and_creates_nothing(
         assert room_id not in [x["id"] for x in rooms.json()["rooms"]]
 
 
-# --- membership (jwt mode) -------------------------------------------------------------------
+@pytest.mark.parametrize("user_id", ["has space", "mallory\n", "x" * 65, "<b>"])
+async def test_invalid_trust_mode_user_id_is_rejected(trust_server: Server, user_id: str) -> None:
+    """Trust mode names users by ``user_id``; a malformed one must not become a user."""
+    async with client(trust_server.url) as http:
+        room, who = await trust_room(http)
+        before = await snapshot(http, who, room)
+        r = await send(http, {}, room, "who am I?", user_id=user_id)
+        assert_error(r, 400, "invalid_user_id")
+        r = await http.get(f"/chat/room/{room}/history", params={"user_id": user_id})
+        assert_error(r, 400, "invalid_user_id")
+        assert await snapshot(http, who, room) == before
+
+
+# --- membership (jwt mode) --------------------------------------------------------------------
 
 
 async def test_send_to_unknown_room_is_404_and_does_not_create_it(jwt_server: Server) -> None:
-    alice = await signup(jwt_server, "unknown")
+    alice, _ = await pair(jwt_server)
     async with client(jwt_server.url) as http:
         room = uid("ghost")
         r = await send(http, alice.auth, room, "anyone there?")
@@ -416,7 +493,7 @@ async def test_send_to_unknown_room_is_404_and_does_not_create_it(jwt_server: Se
 
 
 async def test_non_member_of_public_room_is_403_and_nothing_stored(jwt_server: Server) -> None:
-    owner, other = await asyncio.gather(signup(jwt_server, "owner"), signup(jwt_server, "outsider"))
+    owner, other = await pair(jwt_server)
     async with client(jwt_server.url) as http:
         room = await create_room(http, owner, "public")
         assert (await send(http, owner.auth, room, "owner speaks")).status_code == 201
@@ -430,7 +507,7 @@ async def test_non_member_of_public_room_is_403_and_nothing_stored(jwt_server: S
 
 
 async def test_non_member_of_private_room_gets_404_and_nothing_stored(jwt_server: Server) -> None:
-    owner, other = await asyncio.gather(signup(jwt_server, "priv"), signup(jwt_server, "snoop"))
+    owner, other = await pair(jwt_server)
     async with client(jwt_server.url) as http:
         room = await create_room(http, owner, "private")
         assert (await send(http, owner.auth, room, "secret")).status_code == 201
@@ -441,7 +518,7 @@ async def test_non_member_of_private_room_gets_404_and_nothing_stored(jwt_server
         assert await snapshot(http, owner.auth, room) == before
 
 
-# --- idempotency --------------------------------------------------------------------------
+# --- idempotency ------------------------------------------------------------------------------
 
 
 async def test_repeated_client_msg_id_returns_the_original(trust_server: Server) -> None:
@@ -511,7 +588,7 @@ async def test_ten_concurrent_identical_sends_store_one_message(trust_server: Se
         assert await last_seq(http, who, room) == 2
 
 
-# --- text and timestamp, exactly as sent ----------------------------------------------------
+# --- text and timestamp, exactly as sent ------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -663,6 +740,7 @@ async def test_valid_last_event_id_replays(trust_server: Server) -> None:
         ("GET", "/no/such/route"),
         ("POST", "/chat/nothing-here"),
         ("GET", "/chat/room/a/b/events"),
+        ("GET", "/chat/room//events"),
         ("DELETE", "/chat/rooms/zzz/everything"),
     ],
 )
@@ -686,7 +764,7 @@ async def test_unknown_message_id_is_404(trust_server: Server) -> None:
 
 
 async def test_edit_or_delete_someone_elses_message_is_403(jwt_server: Server) -> None:
-    owner, bob = await asyncio.gather(signup(jwt_server, "own"), signup(jwt_server, "notown"))
+    owner, bob = await pair(jwt_server)
     async with client(jwt_server.url) as http:
         room = await create_room(http, owner, "public")
         joined = await http.post(f"/chat/room/{room}/join", headers=bob.auth)
@@ -720,7 +798,7 @@ async def test_edit_or_delete_someone_elses_message_is_403(jwt_server: Server) -
 async def test_invalid_edit_is_422_and_changes_nothing(
     jwt_server: Server, body: dict[str, Any]
 ) -> None:
-    me = await signup(jwt_server, "editor")
+    me, _ = await pair(jwt_server)
     async with client(jwt_server.url) as http:
         room = await create_room(http, me, "public")
         r = await send(http, me.auth, room, "original")
@@ -735,7 +813,7 @@ async def test_invalid_edit_is_422_and_changes_nothing(
 
 
 async def test_edit_and_delete_are_streamed_and_kept_in_history(jwt_server: Server) -> None:
-    me, watcher = await asyncio.gather(signup(jwt_server, "ed"), signup(jwt_server, "watch"))
+    me, watcher = await pair(jwt_server)
     async with client(jwt_server.url) as http:
         room = await create_room(http, me, "public")
         async with open_stream(http, f"/chat/room/{room}/events", headers=watcher.auth) as s:

@@ -74,7 +74,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:
-        error = HubbubError(str(exc.detail), code=_HTTP_CODES.get(exc.status_code, "error"))
+        code = _HTTP_CODES.get(exc.status_code, "error")
+        if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+            code = "malformed_json"  # e.g. a body that is not UTF-8
+        error = HubbubError(str(exc.detail), code=code)
         error.status = exc.status_code
         return error_response(error)
 

@@ -40,7 +40,7 @@ def decode_send_body(raw: bytes) -> SendBody:
         return _decoder.decode(raw)
     except msgspec.ValidationError as exc:
         raise Invalid(f"invalid message: {exc}", code="invalid_field") from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}", code="malformed_json") from None
 
 

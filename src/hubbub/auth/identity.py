@@ -23,7 +23,7 @@ from hubbub.store.base import SessionRecord, Store
 
 SESSION_COOKIE = "hubbub_session"
 GUEST_COOKIE = "hubbub_guest"
-USER_ID_RE = re.compile(r"^[A-Za-z0-9_.@:~-]{1,64}$")
+USER_ID_RE = re.compile(r"[A-Za-z0-9_.@:~-]{1,64}")
 SESSION_CACHE_SECONDS = 5.0
 _CACHE_MAX = 100_000
 
@@ -165,7 +165,7 @@ class Authenticator:
             except Unauthenticated:
                 pass
         guest = creds.cookies.get(GUEST_COOKIE)
-        if guest and USER_ID_RE.match(guest):
+        if guest and USER_ID_RE.fullmatch(guest):
             return await self._trusted(guest, ensure)
         ident = await self._trusted("guest-" + secrets.token_hex(6), ensure)
         ident.set_cookie = cookie_header(
@@ -177,7 +177,7 @@ class Authenticator:
         return ident
 
     async def _trusted(self, user_id: str, ensure: bool) -> Identity:
-        if not USER_ID_RE.match(user_id):
+        if not USER_ID_RE.fullmatch(user_id):
             raise BadRequest(
                 "user_id must be 1-64 characters of letters, digits and _.@:~-",
                 code="invalid_user_id",
