@@ -34,8 +34,8 @@ test: lint typecheck  ## ruff, mypy --strict and the whole pytest suite
 unit: install
 	$(BIN)/pytest tests/unit
 
-bench: install  ## measure; results go to docs/performance.md
-	$(BIN)/python bench/run.py --write docs/performance.md
+bench: install  ## measure; results go to docs/performance.md (ARGS=--quick: Hubbub alone)
+	$(BIN)/python bench/run.py --write docs/performance.md $(ARGS)
 
 lock: install  ## refresh requirements.lock after changing pyproject.toml
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^hubbub' > requirements.lock

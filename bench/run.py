@@ -65,6 +65,7 @@ GOAL_SATURATION = 500_000.0
 
 FULL_BEGIN, FULL_END = "<!-- run.py:full -->", "<!-- /run.py:full -->"
 QUICK_BEGIN, QUICK_END = "<!-- run.py:quick -->", "<!-- /run.py:quick -->"
+FACTS_TAG = "<!-- run.py:facts"
 
 Json = dict[str, Any]
 
@@ -186,7 +187,25 @@ def machine() -> Json:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "loadavg": [round(x, 2) for x in os.getloadavg()],
+        "busy_pct": box_busy_pct(),
     }
+
+
+def box_busy_pct(seconds: float = 1.0) -> float | None:
+    """Whole-machine CPU busy % over ``seconds`` (other work sharing the box)."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v[:8]), v[3] + v[4]
+
+    try:
+        t0, i0 = sample()
+        time.sleep(seconds)
+        t1, i1 = sample()
+    except OSError:
+        return None
+    return round(100 * (1 - (i1 - i0) / (t1 - t0)), 1) if t1 > t0 else None
 
 
 def now_utc() -> str:
@@ -200,6 +219,26 @@ def hubbub_env() -> dict[str, str]:
         for k, v in sorted(os.environ.items())
         if k.startswith("HUBBUB_") and k not in {"HUBBUB_CMD", "HUBBUB_CHECKOUT"}
     }
+
+
+def git_state() -> str:
+    """HEAD of the checkout, and whether src/ differs from it (what was measured)."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(CHECKOUT), "log", "-1", "--format=%h %s"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(CHECKOUT), "status", "--porcelain", "--", "src"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"`{head}`" + (" + uncommitted changes in src/" if dirty else "")
 
 
 def this_command() -> str:
@@ -353,14 +392,21 @@ class Subscribers:
         return parsed
 
 
-def quick(harness: Path, subs: int, duration: float, pub_conns: int, drain: float) -> Json:
+def quick(
+    harness: Path, subs: int, duration: float, pub_conns: int, drain: float, keep: bool
+) -> Json:
     """One room, ``subs`` subscribers, publisher at max rate; Hubbub only."""
     ensure_ports_free([PORT])
     build_harness(harness)
     bin_dir = harness / "bin"
     workdir = Path(tempfile.mkdtemp(prefix="hubbub-quick-"))
     log_path = workdir / "server.log"
-    info: Json = {"date": now_utc(), "machine": machine(), "command": this_command()}
+    info: Json = {
+        "date": now_utc(),
+        "machine": machine(),
+        "command": this_command(),
+        "git": git_state(),
+    }
     try:
         cmd = serve_command(str(workdir / "data"))
         info["server_command"] = shlex.join(cmd)
@@ -403,13 +449,17 @@ def quick(harness: Path, subs: int, duration: float, pub_conns: int, drain: floa
         info["server_exit"] = server.returncode
     finally:
         problems = scan_log(log_path)
-        if problems["tracebacks"] or problems["errors"]:
+        died = info.get("server_alive") is False
+        if problems["tracebacks"] or problems["errors"] or died:
             kept = Path(tempfile.mkdtemp(prefix="hubbub-quick-log-")) / "server.log"
             shutil.copy(log_path, kept)
             problems["path"] = str(kept)
-            log(f"server log has errors; kept at {kept}")
+            log(f"server log has errors or the server died; kept at {kept}")
         info["server_log"] = problems
-        shutil.rmtree(workdir, ignore_errors=True)
+        if keep:
+            log(f"kept {workdir} (server.log, data/)")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     info["pub"] = pub
     info["sub"] = {k: v for k, v in sub.items() if k != "series"}
     est = int(sub.get("established") or 0)
@@ -488,6 +538,7 @@ def run_harness(
         ),
         "hubbub_env": hubbub_env(),
         "machine": machine(),
+        "git": git_state(),
         "started": now_utc(),
     }
     log("running", facts["harness_command"])
@@ -723,8 +774,8 @@ def goals(run: Json) -> list[str]:
 def machine_line(m: Json) -> str:
     return (
         f"{m['nproc']} CPU (nproc), {m['cpu_model']}, {m['mem_gib']} GiB RAM, "
-        f"kernel {m['kernel']}, Python {m['python']}; load average before the run "
-        f"{' / '.join(str(x) for x in m['loadavg'])}"
+        f"kernel {m['kernel']}, Python {m['python']}; before the run: load average "
+        f"{' / '.join(str(x) for x in m['loadavg'])}, box busy {num(m.get('busy_pct'))} %"
     )
 
 
@@ -737,12 +788,15 @@ def render_full(run: Json, raw: Path, facts: Json) -> str:
         "",
         f"- date: {run.get('date', '?')} (run `{run['id']}`)",
         f"- machine: {machine_line(m)}",
+        f"- Hubbub: {facts.get('git', '?')}",
         f"- command: `{facts.get('command', '?')}`",
         f"- harness command: `{facts.get('harness_command', run.get('command', '?'))}`",
         f"- raw results: `{raw}`; server logs: `{raw.parent / 'logs' / run['id']}/`",
         f"- targets: {', '.join(ordered(run['targets']))}; scenarios: {', '.join(scen)}; "
         f"took {num(run.get('elapsed_s'), 0)} s",
     ]
+    if facts.get("note"):
+        lines.append(f"- note: {facts['note']}")
     env = facts.get("hubbub_env") or {}
     if env:
         lines.append(
@@ -775,8 +829,24 @@ def render_full(run: Json, raw: Path, facts: Json) -> str:
             continue
         if "error" in r:
             problems.append(f"{s}: {r['error']}")
-        elif s in ("fanout1k", "fanout5k", "rooms") and trouble(r):
-            problems.append(f"{s}: {trouble(r)}")
+        elif s in ("fanout1k", "fanout5k", "rooms"):
+            if trouble(r):
+                problems.append(f"{s}: {trouble(r)}")
+            if (r.get("pub_achieved_rate") or 0) < 0.95 * r["rate"]:
+                problems.append(
+                    f"{s}: the publisher reached only {num(r.get('pub_achieved_rate'), 0)} of "
+                    f"{num(r['rate'], 0)} msg/s (POST response p99 "
+                    f"{num(r.get('pub_response_p99_ms'), 1)} ms; one request in flight per "
+                    "connection), so the offered load was not met"
+                )
+        elif s == "idle":
+            if r.get("established") != r.get("conns"):
+                problems.append(f"idle: {r.get('established')} of {r.get('conns')} connected")
+            if (r.get("connect_time_s") or 0) > 60:
+                problems.append(
+                    f"idle: opening {num(r.get('conns'))} streams took "
+                    f"{num(r.get('connect_time_s'), 1)} s (harness connect timeout: 120 s)"
+                )
     logscan = scan_log(raw.parent / "logs" / run["id"] / "hubbub.server.log")
     lines += [
         "",
@@ -788,8 +858,24 @@ def render_full(run: Json, raw: Path, facts: Json) -> str:
     lines += [f"- {p}" for p in problems] or ["- harness: no publish errors, no lost deliveries"]
     if logscan["excerpt"]:
         lines += ["", "```", *logscan["excerpt"][:20], "```"]
-    lines.append(FULL_END)
+    # What only the run knew (command, git state, load), so --from-json re-renders losslessly.
+    kept = json.dumps({**facts, "run_id": run["id"]}, ensure_ascii=False).replace("--", "-\\u002d")
+    lines += ["", f"{FACTS_TAG} {kept} -->", FULL_END]
     return "\n".join(lines)
+
+
+def saved_facts(doc: Path | None, run_id: str) -> Json | None:
+    """The facts of run ``run_id`` stored in ``doc``'s full section, if it holds that run."""
+    if doc is None or not doc.exists():
+        return None
+    m = re.search(re.escape(FACTS_TAG) + r" (\{.*\}) -->", doc.read_text())
+    if not m:
+        return None
+    try:
+        facts: Json = json.loads(m.group(1))
+    except ValueError:
+        return None
+    return facts if facts.get("run_id") == run_id else None
 
 
 def render_quick(info: Json) -> str:
@@ -800,7 +886,9 @@ def render_quick(info: Json) -> str:
         "",
         f"- date: {info['date']}",
         f"- machine: {machine_line(info['machine'])}",
+        f"- Hubbub: {info.get('git', '?')}",
         f"- command: `{info['command']}`",
+        *([f"- note: {info['note']}"] if info.get("note") else []),
         f"- server: `{info.get('server_command', '?')}` (fresh temporary data dir; per-user "
         "rate limiter off with `--rate-limit-per-second 0` so the 16 publisher users "
         "`pub{conn}` are not answered 429)",
@@ -821,8 +909,8 @@ def render_quick(info: Json) -> str:
         f"| {num(r['cpu_us_per_delivery'], 2)} |",
         "",
         f"Server RSS after the run: {num(info.get('rss_mib'))} MiB; "
-        f"exit status after SIGTERM: {num(info.get('server_exit'))} "
-        f"({'alive through the run' if info.get('server_alive') else 'DIED during the run'}). "
+        f"{'alive until stopped' if info.get('server_alive') else 'EXITED DURING THE RUN'}, "
+        f"exit status {num(info.get('server_exit'))}. "
         f"Server log: {info['server_log']['tracebacks']} tracebacks, "
         f"{info['server_log']['errors']} ERROR lines, "
         f"{info['server_log']['slow_cutoffs']} slow-client cut-offs.",
@@ -838,13 +926,15 @@ HEADER = """\
 
 Written by `make bench` (`bench/run.py`, see `bench/README.md`) with the shared harness
 `../shared/bench` (Hubbub vs Nchan, the C reference inside nginx). Each section below is
-rewritten by its own mode; the rest of the file is kept.
+rewritten by its own mode (`make bench`, `make bench ARGS=--quick`); the rest is kept.
 
-Conditions: a small shared VM (2 cores) where the server, the load tools (`sseload`,
-`ssepub`) and whatever else runs on the box compete for the CPU — while these figures were
-taken, another job was running a test suite on the same machine. So compare **CPU-µs per
-delivered event** and the **×Nchan ratios** first (they do not depend on who got the other
-core), latency second, absolute rates last; expect ±15–30 % run to run.
+Conditions: a small VM (2 cores) where the server, the load tools (`sseload`, `ssepub`) and
+whatever else runs on the box compete for the CPU; each section records the load average and
+how busy the box was just before it ran, and the tables the whole box's busy % per window.
+So compare **CPU-µs per delivered event** and the **×Nchan ratios** first (they do not depend
+on who got the other core), latency second, absolute rates last; expect ±15–30 % run to run.
+Keep runs short on a shared box: the full default run (four scenarios × two targets) keeps
+both cores busy for about 10 minutes; `--quick` for about 15 seconds.
 
 Goals: CPU per delivered event ≤ 1.0× Nchan in `fanout1k` and ≤ 1.5× in `rooms`,
 ≤ 10 KiB per idle stream, ≥ 500,000 deliveries/s sustained in `saturation`.
@@ -910,6 +1000,8 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     ap.add_argument(
         "--from-json", metavar="RESULT", type=Path, help="render an earlier bench.py result"
     )
+    ap.add_argument("--note", help="a remark printed with the section (e.g. other load)")
+    ap.add_argument("--keep", action="store_true", help="--quick: keep the server log and data")
     ap.add_argument("--subscribers", type=int, default=100, help="--quick: subscribers [100]")
     ap.add_argument("--pub-conns", type=int, default=16, help="--quick: POST connections [16]")
     return ap.parse_args(argv), extra
@@ -926,7 +1018,9 @@ def main(argv: list[str] | None = None) -> int:
                 duration=args.duration or 10.0,
                 pub_conns=args.pub_conns,
                 drain=3.0,
+                keep=args.keep,
             )
+            info["note"] = args.note
             text = render_quick(info)
             print(text)
             if args.write:
@@ -935,7 +1029,11 @@ def main(argv: list[str] | None = None) -> int:
         targets = [t.strip() for t in args.targets.split(",") if t.strip()]
         if args.from_json:
             raw = args.from_json.resolve()
-            facts: Json = {"command": f"{this_command()} (re-rendered)"}
+            with open(raw) as f:
+                run_id = json.load(f)["id"]
+            facts: Json = saved_facts(args.write, run_id) or {
+                "command": f"{this_command()} (re-rendered; the run's own command line is unknown)"
+            }
         else:
             if NCHAN_TARGETS & set(targets):
                 ensure_nchan(args.install)
@@ -954,6 +1052,8 @@ def main(argv: list[str] | None = None) -> int:
                 "python": bm.get("python"),
                 "loadavg": ["?"],
             }
+        if args.note is not None:
+            facts["note"] = args.note
         text = render_full(run, raw, facts)
         print(text)
         if args.write:
