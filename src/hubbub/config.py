@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     def database_url(self) -> str:
         if self.database:
             return normalise_database_url(self.database)
-        return f"sqlite+aiosqlite:///{(self.data_dir / 'hubbub.db').resolve()}"
+        return f"sqlite:///{(self.data_dir / 'hubbub.db').resolve()}"
 
     def resolved_secret(self) -> str:
         """The explicit secret, else one generated once and kept in the data dir (mode 0600)."""
@@ -76,9 +76,7 @@ class Settings(BaseSettings):
 
 
 def normalise_database_url(url: str) -> str:
-    """Accept the URLs people type (``sqlite:///x.db``, ``postgresql://``); add the async driver."""
-    if url.startswith("sqlite:///"):
-        return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
+    """Accept the URLs people type: ``postgresql://`` gets the asyncio driver (asyncpg)."""
     if url.startswith(("postgresql://", "postgres://")):
         return "postgresql+asyncpg://" + url.split("://", 1)[1]
     return url

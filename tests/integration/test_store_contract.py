@@ -14,7 +14,7 @@ from hubbub.store.sql import SqlStore
 
 @pytest.fixture(params=["sqlite"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'contract.db'}"
+    return f"sqlite:///{tmp_path / 'contract.db'}"
 
 
 async def open_store(url: str) -> SqlStore:
