@@ -60,6 +60,7 @@ members = sa.Table(
     sa.Column("user_id", sa.String(64), sa.ForeignKey("users.id"), primary_key=True),
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("joined_at", sa.String(32), nullable=False),
+    sa.Column("last_read_seq", sa.BigInteger, nullable=False, server_default="0"),
     sa.Index("ix_members_user", "user_id"),
 )
 
@@ -81,4 +82,26 @@ messages = sa.Table(
     sa.Column("file", sa.Text, nullable=True),
     sa.UniqueConstraint("room_id", "seq", name="uq_messages_room_seq"),
     sa.UniqueConstraint("user_id", "client_msg_id", name="uq_messages_user_cmid"),
+)
+
+reactions = sa.Table(
+    "reactions",
+    metadata,
+    sa.Column("message_id", sa.String(64), sa.ForeignKey("messages.id"), primary_key=True),
+    sa.Column("user_id", sa.String(64), primary_key=True),
+    sa.Column("reaction", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.String(32), nullable=False),
+)
+
+files = sa.Table(
+    "files",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("room_id", sa.String(64), sa.ForeignKey("rooms.id"), nullable=False),
+    sa.Column("user_id", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("content_type", sa.String(128), nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Index("ix_files_room", "room_id"),
 )
