@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from hubbub import __version__
-from hubbub.api import auth, errors, messages, ops, rooms
+from hubbub.api import activity, auth, errors, files, messages, ops, rooms, search
 from hubbub.api import openapi as openapi_docs
 from hubbub.api.raw import Receive, Scope, Send, header, read_body, send_error
 from hubbub.api.send import check_json_type, post_message
@@ -35,6 +35,15 @@ caller.
 
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _is_upload(method: str, path: str) -> bool:
+    """``POST /chat/room/{room_id}/files``: multipart, streamed by its route (``api/files.py``),
+    with its own size limit — the one body that is not buffered as JSON."""
+    if method != "POST" or not path.startswith("/chat/room/") or not path.endswith("/files"):
+        return False
+    room_id = path[len("/chat/room/") : -len("/files")]
+    return bool(room_id) and "/" not in room_id
 
 
 class HubbubApp:
@@ -62,7 +71,7 @@ class HubbubApp:
                 else:
                     await room_stream(self.runtime, scope, receive, send, room_id)
                     return
-            if method in _BODY_METHODS:
+            if method in _BODY_METHODS and not _is_upload(method, path):
                 try:
                     receive = await self._buffered_json(scope, receive)
                 except HubbubError as exc:
@@ -107,8 +116,10 @@ def build_fastapi(holder: HubbubApp) -> FastAPI:
 
     app = FastAPI(title="Hubbub", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     errors.install(app)
-    for router in (auth.router, rooms.router, messages.router, ops.router):
+    for router in (auth.router, rooms.router, messages.router, activity.router, ops.router):
         app.include_router(router)
+    app.include_router(search.router)
+    app.include_router(files.router)
     openapi_docs.install(app)
     return app
 

@@ -49,6 +49,15 @@ def serve(
     ping_interval: Annotated[
         float | None, Opt(help="seconds between SSE keep-alive pings [15]")
     ] = None,
+    presence_grace: Annotated[
+        float | None, Opt(help="seconds before a user with no connection is offline [10]")
+    ] = None,
+    stale_timeout: Annotated[
+        float | None, Opt(help="drop a stream whose peer acknowledges nothing this long [300]")
+    ] = None,
+    typing_timeout: Annotated[
+        float | None, Opt(help="seconds before an unrenewed typing indicator ends [5]")
+    ] = None,
     rate_limit_per_second: Annotated[
         float | None, Opt(help="sends per second per user [10]")
     ] = None,
@@ -72,6 +81,9 @@ def serve(
         secret=secret,
         log_level=log_level,
         ping_interval=ping_interval,
+        presence_grace=presence_grace,
+        stale_timeout=stale_timeout,
+        typing_timeout=typing_timeout,
         rate_limit_per_second=rate_limit_per_second,
         rate_limit_burst=rate_limit_burst,
         retention_days=retention_days,

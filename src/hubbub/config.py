@@ -30,10 +30,20 @@ class Settings(BaseSettings):
     log_level: str = "info"
 
     ping_interval: float = 15.0
+    stale_timeout: float = Field(
+        default=300.0,
+        description="a stream whose peer acknowledges nothing (not even pings) for this long "
+        "is dropped (TCP_USER_TIMEOUT)",
+    )
+    presence_grace: float = 10.0
+    typing_timeout: float = 5.0
     retry_ms: int = 3000
     stream_buffer_bytes: int = 1024 * 1024
     max_message_chars: int = 4000
     max_body_bytes: int = 64 * 1024
+    max_upload_bytes: int = Field(
+        default=25 * 1024 * 1024, description="largest file upload, in bytes (413 beyond)"
+    )
     history_max_limit: int = 200
     replay_page: int = 500
     retention_days: int | None = None

@@ -27,14 +27,22 @@ def to_json(value: Any) -> bytes:
 class Event:
     """One thing that happened in a room. ``seq`` is set for chat messages only."""
 
-    __slots__ = ("_sse", "born", "data", "name", "room_id", "seq")
+    __slots__ = ("_sse", "born", "data", "exclude", "name", "room_id", "seq")
 
-    def __init__(self, room_id: str, name: str, data: bytes, seq: int | None = None) -> None:
+    def __init__(
+        self,
+        room_id: str,
+        name: str,
+        data: bytes,
+        seq: int | None = None,
+        exclude: str | None = None,
+    ) -> None:
         self.born = time.monotonic()
         self.room_id = room_id
         self.name = name
         self.data = data
         self.seq = seq
+        self.exclude = exclude  # a user whose own connections skip this event (typing)
         self._sse: bytes | None = None
 
     @classmethod
@@ -42,8 +50,8 @@ class Event:
         return cls(msg.room_id, "message", _json.encode(msg), msg.seq)
 
     @classmethod
-    def named(cls, room_id: str, name: str, payload: Any) -> Event:
-        return cls(room_id, name, _json.encode(payload))
+    def named(cls, room_id: str, name: str, payload: Any, exclude: str | None = None) -> Event:
+        return cls(room_id, name, _json.encode(payload), exclude=exclude)
 
     @property
     def sse(self) -> bytes:
@@ -59,13 +67,14 @@ class Event:
 
     def wire(self) -> bytes:
         """The broker payload: enough to rebuild the event on another node."""
-        return _json.encode({"r": self.room_id, "n": self.name, "s": self.seq}) + b"\n" + self.data
+        head = {"r": self.room_id, "n": self.name, "s": self.seq, "x": self.exclude}
+        return _json.encode(head) + b"\n" + self.data
 
     @classmethod
     def from_wire(cls, payload: bytes) -> Event:
         head, _, data = payload.partition(b"\n")
         meta = msgspec.json.decode(head)
-        return cls(meta["r"], meta["n"], data, meta["s"])
+        return cls(meta["r"], meta["n"], data, meta["s"], meta.get("x"))
 
 
 def sse_named(name: str, payload: Any) -> bytes:

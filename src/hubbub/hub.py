@@ -218,9 +218,16 @@ class Hub:
         for room in dirty:
             batch, room.batch = room.batch, []
             if room.listeners:
-                data = chunk(b"".join([e.sse for e in batch]))
+                shared = chunk(b"".join([e.sse for e in batch]))
+                personal = any(e.exclude is not None for e in batch)
                 slow: list[Connection] | None = None
                 for conn in room.listeners:
+                    data = shared
+                    if personal:  # rare (typing): this tick's frames minus the user's own
+                        frames = [e.sse for e in batch if e.exclude != conn.user_id]
+                        if not frames:
+                            continue
+                        data = chunk(b"".join(frames))
                     try:
                         conn.write(data)
                     except RuntimeError:  # transport already gone; its task detaches it

@@ -21,6 +21,18 @@ class FileInfo(msgspec.Struct, frozen=True):
     content_type: str
 
 
+class FileRecord(msgspec.Struct, frozen=True):
+    """An uploaded file as the store keeps it: its room decides who may download it."""
+
+    id: str
+    room_id: str
+    user_id: str
+    name: str
+    size: int
+    content_type: str
+    created_at: str
+
+
 class Message(msgspec.Struct, frozen=True):
     """A message as stored, returned and streamed; field order is the wire order."""
 
@@ -73,6 +85,7 @@ class Member(msgspec.Struct, frozen=True):
     username: str
     role: Role
     joined_at: str
+    presence: Literal["online", "away", "offline"] = "offline"
 
 
 def utc_now() -> str:

@@ -10,9 +10,12 @@ from hubbub.auth.identity import Authenticator
 from hubbub.auth.tokens import TokenSigner
 from hubbub.broker.base import open_broker
 from hubbub.config import Settings
+from hubbub.files.base import FileStore
+from hubbub.files.local import LocalFileStore
 from hubbub.hub import Hub
 from hubbub.metrics import Metrics
 from hubbub.models import Message
+from hubbub.presence.memory import MemoryPresence
 from hubbub.ratelimit import SendLimiter
 from hubbub.service import ChatService
 from hubbub.store.sql import SqlStore
@@ -52,7 +55,11 @@ class Runtime:
             max_message_chars=settings.max_message_chars,
             write_batch_max=settings.write_batch_max,
             on_stored=self.metrics.messages.inc,
+            presence=MemoryPresence(settings.presence_grace),
+            typing_expiry=settings.typing_timeout,
         )
+        self.files: FileStore = LocalFileStore(settings.data_dir / "files")
+        self.service.files = self.files
         self._housekeeping: asyncio.Task[None] | None = None
 
     async def _head(self, room_id: str) -> int:
@@ -65,6 +72,7 @@ class Runtime:
 
     async def start(self) -> None:
         await self.store.start()
+        await self.files.start()
         await self.hub.start()
         await self.service.start()
         if self.settings.retention_days is not None:

@@ -12,15 +12,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
+
+import msgspec
 
 from hubbub.auth.identity import Identity
 from hubbub.broker.base import Broker
 from hubbub.encoding import Event
 from hubbub.errors import Conflict, Forbidden, HubbubError, Invalid, NotFound, Unavailable
-from hubbub.models import ClientTimestamp, Member, Message, NewMessage, Role, Room, Visibility
+from hubbub.files.base import FileStore
+from hubbub.fulltext import query_terms
+from hubbub.models import (
+    ClientTimestamp,
+    FileInfo,
+    FileRecord,
+    Member,
+    Message,
+    NewMessage,
+    Role,
+    Room,
+    Visibility,
+    utc_now,
+)
+from hubbub.presence.base import Presence, Status
+from hubbub.presence.memory import MemoryPresence
 from hubbub.store.base import AppendOutcome, AppendRequest, AppendResult, RoomView, Store
+from hubbub.typing_state import TypingTracker
 
 log = logging.getLogger("hubbub.service")
 
@@ -55,6 +75,20 @@ def check_text(text: str, limit: int) -> None:
         raise Invalid("message must not contain NUL characters", code="invalid_message")
 
 
+MAX_REACTION_CHARS = 32
+
+
+def check_reaction(reaction: str) -> None:
+    """An emoji or a short name: no spaces, no control characters."""
+    if not 0 < len(reaction) <= MAX_REACTION_CHARS or any(
+        unicodedata.category(ch)[0] in "CZ" and ch not in "\u200d\ufe0f" for ch in reaction
+    ):
+        raise Invalid(
+            f"reaction must be 1-{MAX_REACTION_CHARS} characters without spaces",
+            code="invalid_reaction",
+        )
+
+
 def check_room_id(room_id: str) -> None:
     if not ROOM_ID_RE.fullmatch(room_id):
         raise Invalid(
@@ -72,9 +106,13 @@ class ChatService:
         max_message_chars: int = 4000,
         write_batch_max: int = 256,
         on_stored: Callable[[int], None] | None = None,
+        presence: Presence | None = None,
+        typing_expiry: float = 5.0,
     ) -> None:
         self.store = store
         self.broker = broker
+        self.presence: Presence = presence or MemoryPresence()
+        self.typing = TypingTracker(self._typing_changed, typing_expiry)
         self.trust = trust
         self.max_message_chars = max_message_chars
         self._batch_max = write_batch_max
@@ -83,10 +121,13 @@ class ChatService:
         self._on_stored = on_stored
 
     async def start(self) -> None:
+        await self.presence.start(self._presence_changed)
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
     async def close(self) -> None:
         """Finish every queued send, then stop the writer."""
+        self.typing.close()
+        await self.presence.close()
         if self._writer is not None:
             await self._queue.put(None)
             await self._writer
@@ -132,7 +173,10 @@ class ChatService:
         )
         self._queue.put_nowait(_Job(request, future))
         result, event = await future
-        return _sent(result, event, room_id)
+        sent = _sent(result, event, room_id)
+        if self.typing.active(room_id, who.user_id):  # sending ends the typing indicator
+            await self.typing.set(room_id, who.user_id, who.username, False)
+        return sent
 
     async def _write_loop(self) -> None:
         queue = self._queue
@@ -265,12 +309,95 @@ class ChatService:
         return msg
 
     async def delete(self, who: Identity, message_id: str) -> Message:
-        await self._own_message(who, message_id, admin_ok=True)
+        original = await self._own_message(who, message_id, admin_ok=True)
         msg = await self.store.delete_message(message_id)
         if msg is None:
             raise NotFound("message not found", code="message_not_found")
         await self._publish(Event.named(msg.room_id, "message_deleted", msg))
+        if original.file is not None:
+            await self._drop_file(original.file.id)
         return msg
+
+    # reactions, reads, typing, presence ---------------------------------------------------
+
+    async def member_of(self, who: Identity, room_id: str) -> Room:
+        """The room if ``who`` is a member (a private room is 404, a public one 403)."""
+        room, role = await self.readable_room(who, room_id)
+        if role is None:
+            raise Forbidden(f"you are not a member of room {room_id!r}", code="not_a_member")
+        return room
+
+    async def react(
+        self, who: Identity, message_id: str, reaction: str, *, add: bool
+    ) -> tuple[Message, bool]:
+        check_reaction(reaction)
+        msg = await self.store.message(message_id)
+        if msg is None:
+            raise NotFound("message not found", code="message_not_found")
+        await self.member_of(who, msg.room_id)
+        if msg.deleted:
+            raise Conflict("the message was deleted", code="message_deleted")
+        changed = await self.store.react(message_id, who.user_id, reaction, add)
+        if changed:
+            await self._publish(
+                Event.named(
+                    msg.room_id,
+                    "reaction",
+                    {
+                        "message_id": message_id,
+                        "user_id": who.user_id,
+                        "reaction": reaction,
+                        "room_id": msg.room_id,
+                        "seq": msg.seq,
+                        "action": "added" if add else "removed",
+                    },
+                )
+            )
+        fresh = await self.store.message(message_id)
+        return (fresh or msg), changed
+
+    async def mark_read(self, who: Identity, room_id: str, seq: int) -> tuple[int, int]:
+        """Move my read pointer forward; returns (pointer, unread). Never moves backwards."""
+        room = await self.member_of(who, room_id)
+        if seq > room.last_seq:
+            raise Invalid(
+                f"seq {seq} is past the newest message ({room.last_seq})",
+                code="invalid_seq",
+                details={"last_seq": room.last_seq},
+            )
+        pointer, moved = await self.store.mark_read(room_id, who.user_id, seq)
+        if moved:
+            await self._publish(
+                Event.named(room_id, "read", {"room_id": room_id, "user_id": who.user_id,
+                                              "seq": pointer})
+            )
+        return pointer, max(0, room.last_seq - pointer)
+
+    async def set_typing(self, who: Identity, room_id: str, is_typing: bool) -> bool:
+        await self.member_of(who, room_id)
+        return await self.typing.set(room_id, who.user_id, who.username, is_typing)
+
+    async def _typing_changed(
+        self, room_id: str, user_id: str, username: str, is_typing: bool
+    ) -> None:
+        payload = {"user_id": user_id, "room_id": room_id, "is_typing": is_typing,
+                   "username": username}
+        await self._publish(Event.named(room_id, "typing", payload, exclude=user_id))
+
+    async def set_presence(self, who: Identity, status: Literal["online", "away"]) -> Status:
+        return await self.presence.set_status(who.user_id, status)
+
+    async def _presence_changed(self, user_id: str, status: Status) -> None:
+        """Tell every room the user is in (each room's listeners share the user's rooms)."""
+        try:
+            room_ids = await self.store.room_ids_of(user_id)
+        except Exception as exc:
+            log.warning("presence of %s not published: %s", user_id, exc)
+            return
+        for room_id in room_ids:
+            await self._publish(
+                Event.named(room_id, "presence", {"user_id": user_id, "status": status})
+            )
 
     # rooms -------------------------------------------------------------------------------
 
@@ -313,8 +440,11 @@ class ChatService:
         return removed
 
     async def members(self, who: Identity, room_id: str) -> list[Member]:
+        """Members with their presence (from the Presence backend, never the database)."""
         await self.readable_room(who, room_id)
-        return await self.store.members(room_id)
+        found = await self.store.members(room_id)
+        status = await self.presence.statuses(m.user_id for m in found)
+        return [msgspec.structs.replace(m, presence=status[m.user_id]) for m in found]
 
     async def invite(
         self, who: Identity, room_id: str, *, user_id: str | None, username: str | None
@@ -338,6 +468,102 @@ class ChatService:
             if m.user_id == target.id:
                 return m, added
         raise NotFound("user not found", code="user_not_found")
+
+    # search ------------------------------------------------------------------------------
+
+    async def search(
+        self,
+        who: Identity,
+        q: str,
+        *,
+        room_id: str | None = None,
+        limit: int = 20,
+        before: str | None = None,
+    ) -> tuple[list[tuple[Message, list[tuple[int, int]]]], str | None]:
+        """Full-text search over what ``who`` may read: public rooms and their own rooms, or
+        just ``room_id`` (a private room they are not in is 404, as everywhere). Deleted
+        messages are never found. Returns the hits with highlights and the next cursor."""
+        terms = query_terms(q)
+        if not 1 <= limit <= 100:
+            raise Invalid("limit must be 1-100", code="invalid_limit")
+        if room_id is not None:
+            await self.readable_room(who, room_id)
+        return await self.store.search(
+            who.user_id, terms, room_id=room_id, limit=limit, cursor=before
+        )
+
+    # files -------------------------------------------------------------------------------
+
+    files: FileStore | None = None
+    """Where uploaded bytes live (set by the runtime); deleting a file message removes them."""
+
+    async def file_room(self, who: Identity, room_id: str) -> Room:
+        """Before an upload is read: only a member may share a file (403 ``not_a_member`` in a
+        public room, 404 in a private one); trust mode creates and joins as sending does."""
+        if self.trust:
+            await self.open_room(who, room_id)
+        return await self.member_of(who, room_id)
+
+    async def send_file(self, who: Identity, room_id: str, caption: str, info: FileInfo) -> Sent:
+        """Record a file whose bytes are already saved, and append its ``type: "file"`` message
+        through the same writer as every message (so it gets its ``seq`` and is streamed).
+        If anything fails, the file is removed again: no file without its message."""
+        try:
+            check_room_id(room_id)
+            if caption:
+                check_text(caption, self.max_message_chars)
+            await self.store.add_file(
+                FileRecord(
+                    id=info.id,
+                    room_id=room_id,
+                    user_id=who.user_id,
+                    name=info.name,
+                    size=info.size,
+                    content_type=info.content_type,
+                    created_at=utc_now(),
+                )
+            )
+            request = AppendRequest(
+                NewMessage(
+                    room_id=room_id,
+                    user_id=who.user_id,
+                    username=who.username,
+                    text=caption,
+                    type="file",
+                    file=info,
+                ),
+                create_room=self.trust,
+                join_public=self.trust,
+                create_user=self.trust,
+            )
+            if self._writer is None or self._writer.done():
+                raise Unavailable("the server is shutting down", code="shutting_down")
+            future: asyncio.Future[tuple[AppendResult, Event | None]] = (
+                asyncio.get_running_loop().create_future()
+            )
+            self._queue.put_nowait(_Job(request, future))
+            result, event = await future
+            return _sent(result, event, room_id)
+        except Exception:
+            # Not on cancellation: a queued job may still be committed, with its file.
+            await self._drop_file(info.id)
+            raise
+
+    async def readable_file(self, who: Identity, file_id: str) -> FileRecord:
+        """A file, for members of its room; anyone else gets 404, as for an unknown file."""
+        record = await self.store.file(file_id)
+        if record is None or await self.store.membership(record.room_id, who.user_id) is None:
+            raise NotFound("file not found", code="file_not_found")
+        return record
+
+    async def _drop_file(self, file_id: str) -> None:
+        """Forget a file: its row first (downloads 404 at once), then its bytes."""
+        try:
+            await self.store.delete_file(file_id)
+            if self.files is not None:
+                await self.files.delete(file_id)
+        except Exception as exc:
+            log.warning("could not remove file %s: %s", file_id, exc)
 
 
 def _sent(result: AppendResult, event: Event | None, room_id: str) -> Sent:

@@ -19,12 +19,14 @@ from hubbub.api.schemas import (
     RoomOut,
     errors,
 )
-from hubbub.models import Role, Room
+from hubbub.models import Message, Role, Room
 
 router = APIRouter(prefix="/chat", tags=["rooms"])
 
 
-def room_json(room: Room, role: Role | None) -> dict[str, Any]:
+def room_json(
+    room: Room, role: Role | None, unread: int | None = None, last: Message | None = None
+) -> dict[str, Any]:
     return {
         "id": room.id,
         "name": room.name,
@@ -34,6 +36,8 @@ def room_json(room: Room, role: Role | None) -> dict[str, Any]:
         "last_seq": room.last_seq,
         "member": role is not None,
         "role": role,
+        "unread": unread,
+        "last_message": last,
     }
 
 
@@ -48,7 +52,8 @@ async def create_room(body: RoomIn, request: Request, who: Caller, rt: Rt) -> Re
 async def list_rooms(request: Request, who: Caller, rt: Rt) -> Response:
     """The rooms you belong to and every public room (``member`` tells which)."""
     views = await rt.service.rooms(who)
-    return respond(request, {"rooms": [room_json(v.room, v.role) for v in views]})
+    rooms_out = [room_json(v.room, v.role, v.unread, v.last_message) for v in views]
+    return respond(request, {"rooms": rooms_out})
 
 
 @router.get("/room/{room_id}", response_model=RoomOut, responses=errors(401, 404))

@@ -120,6 +120,10 @@ class RoomOut(BaseModel):
     last_seq: int = Field(description="The newest message's seq (0 when empty).")
     member: bool
     role: Literal["admin", "member"] | None
+    unread: int | None = Field(
+        None, description="Messages after your read pointer (null when not a member)."
+    )
+    last_message: MessageOut | None = Field(None, description="The newest message (in lists).")
 
 
 class RoomList(BaseModel):
@@ -131,6 +135,7 @@ class MemberOut(BaseModel):
     username: str
     role: Literal["admin", "member"]
     joined_at: str
+    presence: Literal["online", "away", "offline"] = "offline"
 
 
 class MemberList(BaseModel):
@@ -175,3 +180,27 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {c: ERRORS[c] for c in codes}
+
+
+# search ------------------------------------------------------------------------------------
+
+
+class SearchHitOut(MessageOut):
+    """A found message: the message as everywhere else, plus where the query matched."""
+
+    highlights: list[tuple[int, int]] = Field(
+        default_factory=list,
+        description=(
+            "[start, end) offsets into `text` in Unicode code points (string indices), one "
+            "per matching word, in order. Plain offsets, never markup: slice the text and "
+            "render each part as text."
+        ),
+        examples=[[[0, 4], [12, 17]]],
+    )
+
+
+class SearchOut(BaseModel):
+    results: list[SearchHitOut] = Field(description="Best match first (bm25), then newest.")
+    next_before: str | None = Field(
+        description="Opaque cursor: pass it as `before` for the next page; null on the last."
+    )

@@ -22,7 +22,7 @@ from typing import Protocol
 
 import msgspec
 
-from hubbub.models import Member, Message, NewMessage, Role, Room, User, Visibility
+from hubbub.models import FileRecord, Member, Message, NewMessage, Role, Room, User, Visibility
 
 
 class AppendOutcome(enum.Enum):
@@ -63,6 +63,8 @@ class RoomView(msgspec.Struct, frozen=True):
     room: Room
     member: bool
     role: Role | None
+    unread: int | None = None
+    last_message: Message | None = None
 
 
 class Store(Protocol):
@@ -119,4 +121,30 @@ class Store(Protocol):
     async def edit_message(self, message_id: str, text: str) -> Message | None: ...
     async def delete_message(self, message_id: str) -> Message | None: ...
     async def oldest_seq(self, room_id: str) -> int | None: ...
+    async def react(self, message_id: str, user_id: str, reaction: str, add: bool) -> bool: ...
+    async def mark_read(self, room_id: str, user_id: str, seq: int) -> tuple[int, bool]: ...
+    async def room_ids_of(self, user_id: str) -> list[str]: ...
+    async def co_members(self, user_id: str) -> list[str]: ...
     async def purge_older_than(self, days: int) -> int: ...
+
+    # search
+    async def search(
+        self,
+        user_id: str,
+        query_terms: Sequence[str],
+        *,
+        room_id: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> tuple[list[tuple[Message, list[tuple[int, int]]]], str | None]:
+        """Full-text search over the messages ``user_id`` may read (public rooms and their
+        own; never deleted ones), optionally in one room: the best ``limit`` matches after
+        ``cursor``, each with its highlights as ``(start, end)`` code-point offsets into its
+        text, and the cursor of the next page (``None`` when there is none). A cursor the store
+        did not hand out raises ``BadRequest``."""
+        ...
+
+    # files (their bytes live in a FileStore; these rows say which room they belong to)
+    async def add_file(self, record: FileRecord) -> None: ...
+    async def file(self, file_id: str) -> FileRecord | None: ...
+    async def delete_file(self, file_id: str) -> bool: ...

@@ -30,8 +30,20 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from hubbub.models import FileInfo, Member, Message, Role, Room, User, Visibility, utc_now
+from hubbub.fulltext import Span, highlights
+from hubbub.models import (
+    FileInfo,
+    FileRecord,
+    Member,
+    Message,
+    Role,
+    Room,
+    User,
+    Visibility,
+    utc_now,
+)
 from hubbub.store import migrate
+from hubbub.store import search as fts
 from hubbub.store.base import (
     AppendOutcome,
     AppendRequest,
@@ -39,7 +51,17 @@ from hubbub.store.base import (
     RoomView,
     SessionRecord,
 )
-from hubbub.store.schema import members, messages, refresh_tokens, rooms, sessions, tickets, users
+from hubbub.store.schema import (
+    files,
+    members,
+    messages,
+    reactions,
+    refresh_tokens,
+    rooms,
+    sessions,
+    tickets,
+    users,
+)
 
 T = TypeVar("T")
 Work = Callable[[Connection], T]
@@ -365,19 +387,49 @@ class SqlStore:
         return None if row is None else cast(Role, str(row.role))
 
     async def rooms_for(self, user_id: str) -> list[RoomView]:
+        """Unread = the room's head minus my read pointer: two integers per room, no scan."""
         mine = (
-            sa.select(members.c.room_id, members.c.role)
+            sa.select(members.c.room_id, members.c.role, members.c.last_read_seq)
             .where(members.c.user_id == user_id)
             .subquery()
         )
+        last = messages.alias("last")
         query = (
-            sa.select(rooms, mine.c.role)
-            .select_from(rooms.outerjoin(mine, mine.c.room_id == rooms.c.id))
+            sa.select(rooms, mine.c.role, mine.c.last_read_seq, last.c.id.label("last_id"))
+            .select_from(
+                rooms.outerjoin(mine, mine.c.room_id == rooms.c.id).outerjoin(
+                    last, sa.and_(last.c.room_id == rooms.c.id, last.c.seq == rooms.c.last_seq)
+                )
+            )
             .where(sa.or_(mine.c.role.is_not(None), rooms.c.visibility == "public"))
             .order_by(rooms.c.created_at, rooms.c.id)
         )
-        rows = await self._all(query)
-        return [RoomView(room=_room(r), member=r.role is not None, role=r.role) for r in rows]
+
+        def work(conn: Connection) -> list[RoomView]:
+            rows = conn.execute(query).all()
+            ids = [r.last_id for r in rows if r.last_id is not None]
+            lasts = (
+                {
+                    m.id: m
+                    for m in _with_reactions(
+                        conn, conn.execute(sa.select(messages).where(messages.c.id.in_(ids))).all()
+                    )
+                }
+                if ids
+                else {}
+            )
+            return [
+                RoomView(
+                    room=_room(r),
+                    member=r.role is not None,
+                    role=r.role,
+                    unread=None if r.role is None else max(0, r.last_seq - r.last_read_seq),
+                    last_message=lasts.get(r.last_id),
+                )
+                for r in rows
+            ]
+
+        return await self._read(work)
 
     async def add_member(self, room_id: str, user_id: str, role: Role = "member") -> bool:
         return bool(
@@ -555,6 +607,10 @@ class SqlStore:
         if heads:
             conn.execute(_SET_HEAD, heads)
             conn.execute(messages.insert(), rows)
+            conn.execute(
+                _READ_UP_TO,
+                [{"rid": m.room_id, "uid": m.user_id, "seq": m.seq} for m in built.values()],
+            )
         for i, first in repeats:
             results[i] = _repeat(built[first], items[i].message)
         return [r for r in results if r is not None]
@@ -585,32 +641,84 @@ class SqlStore:
             query = query.where(messages.c.seq > after).order_by(messages.c.seq).limit(limit)
         else:
             query = query.order_by(messages.c.seq.desc()).limit(limit)
-        out = [_message(r) for r in await self._all(query)]
+        out = await self._read(lambda c: _with_reactions(c, c.execute(query).all()))
         if after is None:
             out.reverse()
         return out
 
     async def message(self, message_id: str) -> Message | None:
-        row = await self._first(sa.select(messages).where(messages.c.id == message_id))
-        return None if row is None else _message(row)
+        query = sa.select(messages).where(messages.c.id == message_id)
+        found = await self._read(lambda c: _with_reactions(c, c.execute(query).all()))
+        return found[0] if found else None
+
+    async def _changed_message(self, stmt: Any, before: Any = None) -> Message | None:
+        """Run an UPDATE … RETURNING on one message; return it with its reactions."""
+
+        def work(conn: Connection) -> Message | None:
+            if before is not None:
+                conn.execute(before)
+            rows = conn.execute(stmt).all()
+            return _with_reactions(conn, rows)[0] if rows else None
+
+        return await self._write(work)
 
     async def edit_message(self, message_id: str, text: str) -> Message | None:
-        row = await self._change_returning(
+        return await self._changed_message(
             messages.update()
             .where(messages.c.id == message_id, messages.c.deleted == sa.false())
             .values(text=text, edited_at=utc_now())
             .returning(*messages.c)
         )
-        return None if row is None else _message(row)
 
     async def delete_message(self, message_id: str) -> Message | None:
-        row = await self._change_returning(
+        """Text and file go, reactions go, the seq stays."""
+        return await self._changed_message(
             messages.update()
             .where(messages.c.id == message_id)
             .values(text="", file=None, deleted=True)
-            .returning(*messages.c)
+            .returning(*messages.c),
+            before=sa.delete(reactions).where(reactions.c.message_id == message_id),
         )
-        return None if row is None else _message(row)
+
+    async def react(self, message_id: str, user_id: str, reaction: str, add: bool) -> bool:
+        """Add or remove one user's reaction; whether anything changed."""
+        if add:
+            stmt: Any = self._insert_ignore(reactions).values(
+                message_id=message_id, user_id=user_id, reaction=reaction, created_at=utc_now()
+            )
+        else:
+            stmt = sa.delete(reactions).where(
+                reactions.c.message_id == message_id,
+                reactions.c.user_id == user_id,
+                reactions.c.reaction == reaction,
+            )
+        return bool(await self._change(stmt))
+
+    async def mark_read(self, room_id: str, user_id: str, seq: int) -> tuple[int, bool]:
+        """Move the read pointer forward to ``seq``; the pointer after, and whether it moved."""
+
+        def work(conn: Connection) -> tuple[int, bool]:
+            moved = conn.execute(_READ_UP_TO, {"rid": room_id, "uid": user_id, "seq": seq})
+            pointer = conn.execute(
+                sa.select(members.c.last_read_seq).where(
+                    members.c.room_id == room_id, members.c.user_id == user_id
+                )
+            ).scalar()
+            return int(pointer or 0), bool(moved.rowcount)
+
+        return await self._write(work)
+
+    async def room_ids_of(self, user_id: str) -> list[str]:
+        rows = await self._all(sa.select(members.c.room_id).where(members.c.user_id == user_id))
+        return [r.room_id for r in rows]
+
+    async def co_members(self, user_id: str) -> list[str]:
+        """Everyone who shares a room with ``user_id`` (for presence)."""
+        mine = sa.select(members.c.room_id).where(members.c.user_id == user_id)
+        rows = await self._all(
+            sa.select(members.c.user_id).where(members.c.room_id.in_(mine)).distinct()
+        )
+        return [r.user_id for r in rows]
 
     async def oldest_seq(self, room_id: str) -> int | None:
         row = await self._first(
@@ -622,12 +730,115 @@ class SqlStore:
 
     async def purge_older_than(self, days: int) -> int:
         cutoff = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-        return await self._change(sa.delete(messages).where(messages.c.created_at < cutoff))
+        old = sa.select(messages.c.id).where(messages.c.created_at < cutoff)
+
+        def work(conn: Connection) -> int:
+            conn.execute(sa.delete(reactions).where(reactions.c.message_id.in_(old)))
+            return int(
+                conn.execute(sa.delete(messages).where(messages.c.created_at < cutoff)).rowcount
+            )
+
+        return await self._write(work)
+
+    # search ------------------------------------------------------------------------------
+
+    async def search(
+        self,
+        user_id: str,
+        query_terms: Sequence[str],
+        *,
+        room_id: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> tuple[list[tuple[Message, list[Span]]], str | None]:
+        """Best matches first, each with its highlights; and the next page's cursor, if any.
+
+        One query over every room ``user_id`` may read (see ``store/search.py``)."""
+        if cursor is None:
+            offset, snapshot = 0, utc_now()
+        else:
+            offset, snapshot = fts.decode_cursor(cursor)
+
+        def work(conn: Connection) -> list[Message]:
+            rows = fts.search_rows(
+                conn,
+                self.dialect,
+                user_id=user_id,
+                terms=query_terms,
+                room_id=room_id,
+                limit=limit + 1,
+                offset=offset,
+                snapshot=snapshot,
+            )
+            return _with_reactions(conn, rows)
+
+        found = await self._read(work)
+        more = len(found) > limit and offset + limit <= fts.MAX_OFFSET
+        page = found[:limit]
+        hits = [(m, highlights(m.text, query_terms)) for m in page]
+        return hits, fts.encode_cursor(offset + limit, snapshot) if more else None
+
+    # files -------------------------------------------------------------------------------
+
+    async def add_file(self, record: FileRecord) -> None:
+        await self._change(
+            files.insert().values(
+                id=record.id,
+                room_id=record.room_id,
+                user_id=record.user_id,
+                name=record.name,
+                size=record.size,
+                content_type=record.content_type,
+                created_at=record.created_at,
+            )
+        )
+
+    async def file(self, file_id: str) -> FileRecord | None:
+        row = await self._first(sa.select(files).where(files.c.id == file_id))
+        if row is None:
+            return None
+        return FileRecord(
+            id=row.id,
+            room_id=row.room_id,
+            user_id=row.user_id,
+            name=row.name,
+            size=int(row.size),
+            content_type=row.content_type,
+            created_at=row.created_at,
+        )
+
+    async def delete_file(self, file_id: str) -> bool:
+        return bool(await self._change(sa.delete(files).where(files.c.id == file_id)))
 
 
 _SET_HEAD = (
     rooms.update().where(rooms.c.id == sa.bindparam("rid")).values(last_seq=sa.bindparam("head"))
 )
+# A read pointer only moves forward.
+_READ_UP_TO = (
+    members.update()
+    .where(
+        members.c.room_id == sa.bindparam("rid"),
+        members.c.user_id == sa.bindparam("uid"),
+        members.c.last_read_seq < sa.bindparam("seq"),
+    )
+    .values(last_read_seq=sa.bindparam("seq"))
+)
+
+
+def _with_reactions(conn: Connection, rows: Sequence[Any]) -> list[Message]:
+    """Messages with their reactions aggregated: one query for the whole page."""
+    ids = [r.id for r in rows]
+    grouped: dict[str, dict[str, list[str]]] = defaultdict(dict)
+    if ids:
+        found = conn.execute(
+            sa.select(reactions.c.message_id, reactions.c.reaction, reactions.c.user_id)
+            .where(reactions.c.message_id.in_(ids))
+            .order_by(reactions.c.created_at, reactions.c.user_id)
+        ).all()
+        for r in found:
+            grouped[r.message_id].setdefault(r.reaction, []).append(r.user_id)
+    return [_message(r, grouped.get(r.id)) for r in rows]
 
 
 def _repeat(original: Message, new: Any) -> AppendResult:
@@ -664,7 +875,7 @@ def _row(msg: Message) -> dict[str, Any]:
     }
 
 
-def _message(row: Any) -> Message:
+def _message(row: Any, reacted: dict[str, list[str]] | None = None) -> Message:
     return Message(
         id=row.id,
         room_id=row.room_id,
@@ -678,5 +889,6 @@ def _message(row: Any) -> Message:
         client_msg_id=row.client_msg_id,
         edited_at=row.edited_at,
         deleted=bool(row.deleted),
+        reactions=reacted or {},
         file=None if row.file is None else _file_decoder.decode(row.file),
     )

@@ -9,7 +9,10 @@ task only waits for the disconnect, so an idle stream costs no extra task and no
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from hubbub.api.raw import Receive, Scope, Send, credentials, header, query, send_error
@@ -39,6 +42,18 @@ def parse_cursor(value: str | None) -> int | None:
             "Last-Event-ID must be a message seq (a non-negative integer)", code="invalid_cursor"
         )
     return int(value)
+
+
+def drop_when_unacknowledged(transport: Any, seconds: float) -> None:
+    """The seed's stale-connection cleanup, done by the kernel: with pings flowing every 15 s,
+    a peer that vanished without closing (no FIN, no RST) leaves them unacknowledged, and
+    TCP_USER_TIMEOUT aborts the connection after ``seconds`` — no timer of ours per stream."""
+    sock = transport.get_extra_info("socket")
+    option = getattr(socket, "TCP_USER_TIMEOUT", None)
+    if sock is None or option is None or seconds <= 0:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, option, int(seconds * 1000))
 
 
 def uvicorn_seam(send: Send) -> tuple[Any, Any]:
@@ -79,6 +94,7 @@ async def room_stream(
         headers.append((b"set-cookie", who.set_cookie.encode("latin-1")))
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     transport.set_write_buffer_limits(high=rt.settings.stream_buffer_bytes)
+    drop_when_unacknowledged(transport, rt.settings.stale_timeout)
     conn = Connection(transport, flow, who.user_id, "sse")
     hello = sse_retry(rt.settings.retry_ms) + sse_named(
         "connected", {"status": "ok", "room_id": room_id, "user_id": who.user_id}
@@ -89,7 +105,10 @@ async def room_stream(
     conn.send_frames(hello)
     gauge = rt.metrics.connections.labels("sse")
     gauge.inc()
+    conn_id = uuid.uuid4().hex
+    presence = rt.service.presence
     try:
+        await presence.connect(who.user_id, conn_id)
         await rt.hub.attach(conn, room_id, replaying=cursor is not None)
         if cursor is not None:
             await replay(rt, conn, room_id, cursor)
@@ -101,6 +120,7 @@ async def room_stream(
     finally:
         gauge.dec()
         await rt.hub.detach(conn)
+        await presence.disconnect(who.user_id, conn_id)
 
 
 async def replay(rt: Runtime, conn: Connection, room_id: str, cursor: int) -> None:
@@ -127,6 +147,7 @@ async def replay(rt: Runtime, conn: Connection, room_id: str, cursor: int) -> No
         if first is not None and first > last + 1:
             continue  # the store has them by now: read again
         out, _ = hand_off(last, rt.hub.go_live(conn, room_id))
+        out = [e for e in out if e.exclude != conn.user_id]
         if out:
             conn.send_frames(b"".join([e.sse for e in out]))
         return

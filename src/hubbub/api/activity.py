@@ -1,0 +1,106 @@
+"""Reactions, read receipts, typing and presence: small, frequent, never the message log."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from hubbub.api.common import Caller, Rt, respond
+from hubbub.api.schemas import MessageOut, errors
+
+router = APIRouter(prefix="/chat", tags=["activity"])
+
+
+class ReactionIn(BaseModel):
+    reaction: str = Field(
+        description="An emoji or short name, 1-32 characters, no spaces.", examples=["👍"]
+    )
+
+
+class ReadIn(BaseModel):
+    seq: int = Field(ge=0, description="The newest seq you have seen; never moves backwards.")
+
+
+class ReadOut(BaseModel):
+    room_id: str
+    seq: int = Field(description="Your read pointer after this call.")
+    unread: int
+
+
+class TypingIn(BaseModel):
+    is_typing: bool
+
+
+class TypingOut(BaseModel):
+    room_id: str
+    is_typing: bool
+    broadcast: bool = Field(description="False when nothing changed (a renewal): throttled.")
+
+
+class PresenceIn(BaseModel):
+    status: Literal["online", "away"]
+
+
+class PresenceOut(BaseModel):
+    user_id: str
+    status: Literal["online", "away", "offline"]
+
+
+@router.post(
+    "/messages/{message_id}/reactions",
+    status_code=201,
+    response_model=MessageOut,
+    responses=errors(401, 403, 404, 409, 422),
+)
+async def add_reaction(
+    message_id: str, body: ReactionIn, request: Request, who: Caller, rt: Rt
+) -> Response:
+    """React (one of each emoji per user). 201 when added, 200 when you had already reacted so.
+    Streams a `reaction` event `{message_id, user_id, reaction, room_id, seq, action}`."""
+    msg, added = await rt.service.react(who, message_id, body.reaction, add=True)
+    return respond(request, msg, 201 if added else 200)
+
+
+@router.delete(
+    "/messages/{message_id}/reactions/{reaction}",
+    response_model=MessageOut,
+    responses=errors(401, 403, 404, 409, 422),
+)
+async def remove_reaction(
+    message_id: str,
+    reaction: Annotated[str, Path(description="URL-encoded emoji")],
+    request: Request,
+    who: Caller,
+    rt: Rt,
+) -> Response:
+    """Take your reaction back (streams `reaction` with `action: "removed"`)."""
+    msg, _ = await rt.service.react(who, message_id, reaction, add=False)
+    return respond(request, msg)
+
+
+@router.post("/room/{room_id}/read", response_model=ReadOut, responses=errors(401, 403, 404, 422))
+async def mark_read(room_id: str, body: ReadIn, request: Request, who: Caller, rt: Rt) -> Response:
+    """Read receipt: streams `read` `{room_id, user_id, seq}` when the pointer moves."""
+    pointer, unread = await rt.service.mark_read(who, room_id, body.seq)
+    return respond(request, {"room_id": room_id, "seq": pointer, "unread": unread})
+
+
+@router.post(
+    "/room/{room_id}/typing", response_model=TypingOut, responses=errors(401, 403, 404, 422)
+)
+async def typing(room_id: str, body: TypingIn, request: Request, who: Caller, rt: Rt) -> Response:
+    """Typing indicator (seed TypingEvent), never stored. The room's other members get a
+    `typing` event on a change only; an indicator not renewed ends by itself after 5 s."""
+    told = await rt.service.set_typing(who, room_id, body.is_typing)
+    return respond(request, {"room_id": room_id, "is_typing": body.is_typing, "broadcast": told})
+
+
+@router.put("/presence", response_model=PresenceOut, responses=errors(401, 422))
+async def set_presence(body: PresenceIn, request: Request, who: Caller, rt: Rt) -> Response:
+    """Say you are `away` (or back `online`). Online/offline otherwise follow your connections;
+    `presence` events go to the streams of every room you are in."""
+    status = await rt.service.set_presence(who, body.status)
+    return respond(request, {"user_id": who.user_id, "status": status})

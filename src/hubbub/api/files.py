@@ -1,0 +1,197 @@
+"""File sharing: upload into a room (a ``type: "file"`` message), download for members.
+
+The upload is streamed: the dispatcher in ``app.py`` lets this one route's body through
+unbuffered, the multipart parser hands the file's bytes to the ``FileStore`` as they arrive,
+and the size limit stops the upload the moment it is passed (413, nothing kept).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, Response
+from starlette.requests import ClientDisconnect
+
+from hubbub.api.common import Caller, Rt, respond
+from hubbub.api.multipart import UploadReader, multipart_boundary
+from hubbub.api.schemas import SendOut, errors
+from hubbub.errors import BadRequest, Invalid, NotFound, UnsupportedMediaType
+from hubbub.files.base import FileTooLarge, new_file_id, valid_file_id
+from hubbub.files.names import content_disposition, safe_filename
+from hubbub.files.sniff import Sniffer, disposition
+from hubbub.models import FileInfo
+
+router = APIRouter(prefix="/chat", tags=["files"])
+
+FILE_FIELD = "file"
+CAPTION_FIELD = "message"
+DOWNLOAD_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
+
+UPLOAD_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": [FILE_FIELD],
+                "properties": {
+                    FILE_FIELD: {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "The file (25 MiB by default, `HUBBUB_MAX_UPLOAD_BYTES`).",
+                    },
+                    CAPTION_FIELD: {
+                        "type": "string",
+                        "maxLength": 4000,
+                        "description": "Optional caption, the message's `text` (may be empty).",
+                    },
+                },
+            }
+        }
+    },
+}
+
+DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The file's bytes, with the content type detected at upload.",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        "headers": {
+            "Content-Disposition": {
+                "description": "`inline` for PNG, JPEG, GIF and WebP, else `attachment`; "
+                "`filename` (ASCII) and `filename*` (UTF-8, RFC 5987).",
+                "schema": {"type": "string"},
+            },
+            "X-Content-Type-Options": {"schema": {"type": "string", "enum": ["nosniff"]}},
+            "Content-Security-Policy": {"schema": {"type": "string"}},
+        },
+    },
+    **errors(401, 404),
+}
+
+
+async def _watched(chunks: AsyncIterable[bytes], sniffer: Sniffer) -> AsyncIterator[bytes]:
+    async for chunk in chunks:
+        sniffer.feed(chunk)
+        yield chunk
+
+
+@router.post(
+    "/room/{room_id}/files",
+    summary="Share a file",
+    status_code=201,
+    response_model=SendOut,
+    responses=errors(400, 401, 403, 404, 413, 415, 422, 429, 503),
+    openapi_extra={"requestBody": UPLOAD_BODY},
+)
+async def upload(room_id: str, request: Request, who: Caller, rt: Rt) -> Response:
+    """Share a file in a room: `multipart/form-data` with the field `file` and an optional
+    `message` (caption). `201` with `{"status": "sent", "message"}`: a `type: "file"` message
+    whose `file` is `{id, url, name, size, content_type}`, streamed to the room like any message.
+
+    The body is streamed to disk, never held in memory. Over the limit (25 MiB by default) →
+    413 `file_too_large` and nothing is kept. The name is cleaned (last path component, no
+    control characters, ≤ 255 bytes); the content type is detected from the bytes, not taken
+    from the client. Only members may upload: 403 `not_a_member` for a public room, 404 for a
+    private one (trust mode joins or creates a public room, as sending does). No `file` field →
+    422 `missing_file`; not multipart → 415; over the rate limit → 429.
+    """
+    boundary = multipart_boundary(request.headers.get("content-type"))
+    if boundary is None:
+        raise UnsupportedMediaType(
+            "send multipart/form-data with a 'file' field", code="unsupported_media_type"
+        )
+    settings = rt.settings
+    limit = settings.max_upload_bytes
+    body_limit = limit + settings.max_body_bytes
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > body_limit:
+        raise FileTooLarge(limit)
+    await rt.limiter.check(who.user_id)
+    await rt.service.file_room(who, room_id)
+
+    reader = UploadReader(
+        request.stream(),
+        boundary,
+        file_field=FILE_FIELD,
+        fields=frozenset({CAPTION_FIELD}),
+        max_field_bytes=4 * settings.max_message_chars,
+        max_body_bytes=body_limit,
+    )
+    file_id = new_file_id()
+    sniffer = Sniffer()
+    saved = False
+    try:
+        if not await reader.find_file():
+            raise Invalid("the upload has no 'file' field", code="missing_file")
+        size = await rt.files.save(
+            file_id, _watched(reader.file_chunks(), sniffer), max_bytes=limit
+        )
+        saved = True
+        await reader.finish()
+        if size == 0 and not reader.filename:
+            raise Invalid("no file was chosen", code="missing_file")  # an empty <input type=file>
+    except BaseException as exc:
+        if saved:
+            await rt.files.delete(file_id)
+        if isinstance(exc, ClientDisconnect):
+            raise BadRequest("the upload was interrupted", code="upload_interrupted") from None
+        raise
+    info = FileInfo(
+        id=file_id,
+        url=f"/chat/files/{file_id}",
+        name=safe_filename(reader.filename),
+        size=size,
+        content_type=sniffer.content_type(),
+    )
+    sent = await rt.service.send_file(who, room_id, reader.fields.get(CAPTION_FIELD, ""), info)
+    return respond(request, {"status": "sent", "message": sent.message}, 201)
+
+
+async def _download(file_id: str, request: Request, who: Caller, rt: Rt) -> Response:
+    if not valid_file_id(file_id):
+        raise NotFound("file not found", code="file_not_found")
+    record = await rt.service.readable_file(who, file_id)
+    stored = await rt.files.open(file_id)
+    if stored is None:
+        raise NotFound("file not found", code="file_not_found")
+    headers = {
+        "content-disposition": content_disposition(disposition(record.content_type), record.name),
+        "x-content-type-options": "nosniff",
+        "content-security-policy": DOWNLOAD_CSP,
+        "cache-control": "private, no-cache",
+    }
+    response = FileResponse(stored.path, media_type=record.content_type, headers=headers)
+    guest = getattr(request.state, "set_cookie", None)
+    if guest:
+        response.headers.append("set-cookie", guest)
+    return response
+
+
+@router.get(
+    "/files/{file_id}",
+    summary="Download a file",
+    response_class=Response,
+    responses=DOWNLOAD_RESPONSES,
+)
+async def download(file_id: str, request: Request, who: Caller, rt: Rt) -> Response:
+    """Download a shared file (members of its room only; anyone else gets 404, as for an
+    unknown or deleted file). `Content-Disposition: inline` for PNG, JPEG, GIF and WebP, else
+    `attachment`; always `X-Content-Type-Options: nosniff` and a sandboxing CSP.
+    """
+    return await _download(file_id, request, who, rt)
+
+
+@router.get(
+    "/files/{file_id}/{name}",
+    summary="Download a file (name in the URL)",
+    response_class=Response,
+    responses=DOWNLOAD_RESPONSES,
+)
+async def download_named(
+    file_id: str, name: str, request: Request, who: Caller, rt: Rt
+) -> Response:
+    """The same download, with any file name at the end of the URL (it is ignored: the stored
+    name is what `Content-Disposition` carries)."""
+    return await _download(file_id, request, who, rt)

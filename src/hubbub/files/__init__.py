@@ -1,0 +1,2 @@
+"""Uploaded files: where their bytes live (``base.FileStore``, ``local.LocalFileStore``), and the
+pure rules for names and content types (``names``, ``sniff``)."""
