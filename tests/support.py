@@ -38,7 +38,9 @@ class Server:
         env: dict[str, str] | None = None,
         args: list[str] | None = None,
         port: int | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
+        self.host = host
         self.data_dir = data_dir
         self.auth = auth
         self.env = env or {}
@@ -49,7 +51,7 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 20.0) -> Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -70,6 +72,8 @@ class Server:
             str(self.data_dir),
             "--auth",
             self.auth,
+            "--host",
+            self.host,
             *self.args,
         ]
         log = self.log_path.open("ab")
