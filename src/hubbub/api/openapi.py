@@ -16,7 +16,11 @@ Server-Sent Events for one room (seed route). Frames:
 * each chat message as `id: <seq>` + `data: <message JSON>` with **no** `event:` line, so
   `EventSource.onmessage` receives it;
 * named events: `message_edited`, `message_deleted` (data: the message), `member_joined`,
-  `member_left` (data: `{"room_id", "user_id", "username"}`), `reset`
+  `member_left` (data: `{"room_id", "user_id", "username"}`), `typing` (seed TypingEvent
+  `{"user_id", "room_id", "is_typing", "username"}`; not sent to the typist's own streams),
+  `presence` (seed PresenceEvent `{"user_id", "status": "online"|"away"|"offline"}`),
+  `reaction` (seed ReactionEvent `{"message_id", "user_id", "reaction", "room_id", "seq",
+  "action": "added"|"removed"}`), `read` (`{"room_id", "user_id", "seq"}`), `reset`
   (`{"room_id", "oldest_seq"}`, right after `connected` when the cursor is older than what the
   server keeps);
 * `: ping` comment lines at least every 15 s.
