@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Iterable
 from typing import Literal
 
 from hubbub.presence.base import PresenceCallback, Status
+
+log = logging.getLogger("hubbub.presence")
 
 
 class _User:
@@ -24,18 +28,32 @@ class MemoryPresence:
         self._grace = grace
         self._users: dict[str, _User] = {}
         self._on_change: PresenceCallback | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._changes: asyncio.Queue[tuple[str, Status]] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
 
     async def start(self, on_change: PresenceCallback) -> None:
         self._on_change = on_change
+        self._worker = asyncio.get_running_loop().create_task(self._announce())
+
+    async def _announce(self) -> None:
+        """One worker, so a user's changes are announced in the order they happened."""
+        while True:
+            user_id, status = await self._changes.get()
+            if self._on_change is not None:
+                try:
+                    await self._on_change(user_id, status)
+                except Exception:
+                    log.exception("presence change of %s not announced", user_id)
 
     async def close(self) -> None:
         for user in self._users.values():
             if user.offline_timer is not None:
                 user.offline_timer.cancel()
         self._on_change = None
-        for task in list(self._tasks):
-            task.cancel()
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
 
     def _effective(self, user: _User) -> Status:
         if not user.conns and user.offline_timer is None:
@@ -49,10 +67,7 @@ class MemoryPresence:
         user.reported = status
         if status == "offline" and not user.away:
             self._users.pop(user_id, None)
-        if self._on_change is not None:
-            task = asyncio.get_running_loop().create_task(self._on_change(user_id, status))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        self._changes.put_nowait((user_id, status))
 
     async def connect(self, user_id: str, conn_id: str) -> None:
         user = self._users.get(user_id)
