@@ -368,8 +368,9 @@ class ChatService:
         pointer, moved = await self.store.mark_read(room_id, who.user_id, seq)
         if moved:
             await self._publish(
-                Event.named(room_id, "read", {"room_id": room_id, "user_id": who.user_id,
-                                              "seq": pointer})
+                Event.named(
+                    room_id, "read", {"room_id": room_id, "user_id": who.user_id, "seq": pointer}
+                )
             )
         return pointer, max(0, room.last_seq - pointer)
 
@@ -380,8 +381,12 @@ class ChatService:
     async def _typing_changed(
         self, room_id: str, user_id: str, username: str, is_typing: bool
     ) -> None:
-        payload = {"user_id": user_id, "room_id": room_id, "is_typing": is_typing,
-                   "username": username}
+        payload = {
+            "user_id": user_id,
+            "room_id": room_id,
+            "is_typing": is_typing,
+            "username": username,
+        }
         await self._publish(Event.named(room_id, "typing", payload, exclude=user_id))
 
     async def set_presence(self, who: Identity, status: Literal["online", "away"]) -> Status:

@@ -10,10 +10,10 @@ MAX_NAME_BYTES = 255
 MAX_EXTENSION_CHARS = 16
 FALLBACK_NAME = "file"
 
-# Bidirectional controls can disguise a name ("gnp.exe" shown as "exe.png"); line and paragraph
-# separators break headers and layouts. Control characters (category Cc) go too.
+# Bidirectional controls can disguise a name ("gnp.exe" shown as "exe.png"). Control characters
+# (category Cc) go too; line breaks and other whitespace runs become one space.
 _INVISIBLE = frozenset(
-    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u2028\u2029\ufeff"
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff"
 )
 
 

@@ -712,14 +712,6 @@ class SqlStore:
         rows = await self._all(sa.select(members.c.room_id).where(members.c.user_id == user_id))
         return [r.room_id for r in rows]
 
-    async def co_members(self, user_id: str) -> list[str]:
-        """Everyone who shares a room with ``user_id`` (for presence)."""
-        mine = sa.select(members.c.room_id).where(members.c.user_id == user_id)
-        rows = await self._all(
-            sa.select(members.c.user_id).where(members.c.room_id.in_(mine)).distinct()
-        )
-        return [r.user_id for r in rows]
-
     async def oldest_seq(self, room_id: str) -> int | None:
         row = await self._first(
             sa.select(sa.func.min(messages.c.seq).label("oldest")).where(
