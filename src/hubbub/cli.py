@@ -58,6 +58,9 @@ def serve(
     typing_timeout: Annotated[
         float | None, Opt(help="seconds before an unrenewed typing indicator ends [5]")
     ] = None,
+    max_upload_bytes: Annotated[
+        int | None, Opt(help="largest file upload in bytes [26214400 = 25 MiB]")
+    ] = None,
     rate_limit_per_second: Annotated[
         float | None, Opt(help="sends per second per user [10]")
     ] = None,
@@ -84,6 +87,7 @@ def serve(
         presence_grace=presence_grace,
         stale_timeout=stale_timeout,
         typing_timeout=typing_timeout,
+        max_upload_bytes=max_upload_bytes,
         rate_limit_per_second=rate_limit_per_second,
         rate_limit_burst=rate_limit_burst,
         retention_days=retention_days,

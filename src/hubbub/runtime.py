@@ -98,9 +98,16 @@ class Runtime:
         assert days is not None
         while True:
             try:
-                removed = await self.store.purge_older_than(days)
-                if removed:
-                    log.info("retention: removed %d messages older than %d days", removed, days)
+                removed, file_ids = await self.store.purge_older_than(days)
+                for file_id in file_ids:
+                    await self.files.delete(file_id)
+                if removed or file_ids:
+                    log.info(
+                        "retention: removed %d messages and %d files older than %d days",
+                        removed,
+                        len(file_ids),
+                        days,
+                    )
             except Exception:
                 log.exception("retention purge failed")
             await asyncio.sleep(3600)

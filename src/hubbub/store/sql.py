@@ -720,15 +720,22 @@ class SqlStore:
         )
         return None if row is None or row.oldest is None else int(row.oldest)
 
-    async def purge_older_than(self, days: int) -> int:
+    async def purge_older_than(self, days: int) -> tuple[int, list[str]]:
+        """Delete messages (with their reactions and file records) older than ``days``;
+        returns how many messages went and the ids of the files to remove from the FileStore."""
         cutoff = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
         old = sa.select(messages.c.id).where(messages.c.created_at < cutoff)
 
-        def work(conn: Connection) -> int:
+        def work(conn: Connection) -> tuple[int, list[str]]:
             conn.execute(sa.delete(reactions).where(reactions.c.message_id.in_(old)))
-            return int(
-                conn.execute(sa.delete(messages).where(messages.c.created_at < cutoff)).rowcount
-            )
+            gone = conn.execute(sa.delete(messages).where(messages.c.created_at < cutoff))
+            file_ids = [
+                r.id
+                for r in conn.execute(
+                    sa.delete(files).where(files.c.created_at < cutoff).returning(files.c.id)
+                ).all()
+            ]
+            return int(gone.rowcount), file_ids
 
         return await self._write(work)
 
