@@ -25,9 +25,21 @@ def to_json(value: Any) -> bytes:
 
 
 class Event:
-    """One thing that happened in a room. ``seq`` is set for chat messages only."""
+    """One thing that happened in a room. ``seq`` (the room's) and ``position`` (the all-rooms
+    stream's) are set for chat messages only. Each wire form is built at most once."""
 
-    __slots__ = ("_sse", "born", "data", "exclude", "name", "room_id", "seq")
+    __slots__ = (
+        "_all",
+        "_sse",
+        "_ws",
+        "born",
+        "data",
+        "exclude",
+        "name",
+        "position",
+        "room_id",
+        "seq",
+    )
 
     def __init__(
         self,
@@ -36,18 +48,22 @@ class Event:
         data: bytes,
         seq: int | None = None,
         exclude: str | None = None,
+        position: int | None = None,
     ) -> None:
         self.born = time.monotonic()
         self.room_id = room_id
         self.name = name
         self.data = data
         self.seq = seq
+        self.position = position
         self.exclude = exclude  # a user whose own connections skip this event (typing)
         self._sse: bytes | None = None
+        self._all: bytes | None = None
+        self._ws: bytes | None = None
 
     @classmethod
-    def message(cls, msg: Message) -> Event:
-        return cls(msg.room_id, "message", _json.encode(msg), msg.seq)
+    def message(cls, msg: Message, position: int | None = None) -> Event:
+        return cls(msg.room_id, "message", _json.encode(msg), msg.seq, position=position)
 
     @classmethod
     def named(cls, room_id: str, name: str, payload: Any, exclude: str | None = None) -> Event:
@@ -65,16 +81,71 @@ class Event:
             self._sse = frame
         return frame
 
+    @property
+    def sse_all(self) -> bytes:
+        """The frame on ``/chat/events``: a message's ``id:`` is the all-rooms cursor."""
+        frame = self._all
+        if frame is None:
+            if self.seq is not None and self.position is not None:
+                frame = b"id: %s\ndata: %s\n\n" % (cursor(self.position).encode(), self.data)
+            else:
+                frame = self.sse if self.seq is None else b"data: %s\n\n" % self.data
+            self._all = frame
+        return frame
+
+    @property
+    def ws(self) -> bytes:
+        """A complete WebSocket text frame ``{"event", "id"?, "data"}`` (server frames are not
+        masked, so the same bytes go to every socket)."""
+        frame = self._ws
+        if frame is None:
+            if self.seq is not None:
+                text = b'{"event":"message","id":%d,"data":%s}' % (self.seq, self.data)
+            else:
+                text = b'{"event":"%s","data":%s}' % (self.name.encode(), self.data)
+            frame = self._ws = ws_text_frame(text)
+        return frame
+
     def wire(self) -> bytes:
         """The broker payload: enough to rebuild the event on another node."""
-        head = {"r": self.room_id, "n": self.name, "s": self.seq, "x": self.exclude}
+        head = {
+            "r": self.room_id,
+            "n": self.name,
+            "s": self.seq,
+            "x": self.exclude,
+            "p": self.position,
+        }
         return _json.encode(head) + b"\n" + self.data
 
     @classmethod
     def from_wire(cls, payload: bytes) -> Event:
         head, _, data = payload.partition(b"\n")
         meta = msgspec.json.decode(head)
-        return cls(meta["r"], meta["n"], data, meta["s"], meta.get("x"))
+        return cls(meta["r"], meta["n"], data, meta["s"], meta.get("x"), meta.get("p"))
+
+
+CURSOR_PREFIX = "g"
+
+
+def cursor(position: int) -> str:
+    """The opaque ``/chat/events`` cursor for a stream position."""
+    return f"{CURSOR_PREFIX}{position}"
+
+
+def parse_cursor(value: str) -> int | None:
+    """The position in a cursor we issued; ``None`` if it is not one."""
+    if value.startswith(CURSOR_PREFIX) and value[1:].isdigit() and len(value) < 20:
+        return int(value[1:])
+    return None
+
+
+def ws_text_frame(payload: bytes) -> bytes:
+    n = len(payload)
+    if n < 126:
+        return b"\x81" + bytes((n,)) + payload
+    if n < 65536:
+        return b"\x81\x7e" + n.to_bytes(2, "big") + payload
+    return b"\x81\x7f" + n.to_bytes(8, "big") + payload
 
 
 def sse_named(name: str, payload: Any) -> bytes:

@@ -3,15 +3,20 @@
 Delivery is the hot path, so it is built for it (see ``docs/architecture.md``):
 
 * no task per subscriber and no ``await`` per delivery: the events of one room that arrive in
-  one loop tick are joined, wrapped in one HTTP chunk, and the same bytes are written straight
-  into every live connection's transport in one loop;
+  one loop tick are joined and framed once per connection kind (an SSE chunk, WebSocket
+  frames), and the same bytes are written straight into every live connection's transport;
 * each connection's transport has a write-buffer high-water mark; a connection that passes it
   (a client that stopped reading) is aborted right there, so it never delays the others and
-  never holds more than its bound. It loses nothing: it resumes from the store by ``seq``;
+  never holds more than its bound. It loses nothing: it resumes from the store;
 * keep-alive pings come from one timer for the whole hub.
 
-Ordering and exactly-once are the :class:`~hubbub.subscription.RoomSequencer`'s job; holes it
-finds are read back from the store here.
+Connections come in kinds: ``sse`` and ``ws`` listen to rooms one by one (each room resumes by
+its own ``seq``); ``all`` (``/chat/events``) listens to every room of its user plus the user's
+personal channel and gets the tick's events in publish order, so its single cursor (the stream
+position) only ever grows; ``poll`` (long-poll) only wants to be woken.
+
+Ordering and exactly-once per room are the :class:`~hubbub.subscription.RoomSequencer`'s job;
+holes it finds are read back from the store here.
 """
 
 from __future__ import annotations
@@ -24,17 +29,22 @@ from typing import Protocol
 
 from hubbub.broker.base import Broker
 from hubbub.encoding import LAST_CHUNK, PING_CHUNK, Event, chunk
-from hubbub.models import Message
 from hubbub.subscription import RoomSequencer
 
 log = logging.getLogger("hubbub.hub")
 
 HeadFn = Callable[[str], Awaitable[int]]
-GapFn = Callable[[str, int, int], Awaitable[list[Message]]]
+GapFn = Callable[[str, int, int], Awaitable[list[Event]]]
 DeliveryObserver = Callable[[int, float], None]
 
 REPAIR_DELAY = 0.05
 MAX_PENDING = 10_000
+WS_PING = b"\x89\x00"
+
+
+def personal_channel(user_id: str) -> str:
+    """The channel of events for one user (room ids cannot contain ``@``)."""
+    return "@" + user_id
 
 
 class FlowState(Protocol):
@@ -50,10 +60,32 @@ class TransportLike(Protocol):
     def is_closing(self) -> bool: ...
 
 
-class Connection:
-    """One open stream. ``pending`` is a list while the stream replays history, else ``None``."""
+def _sse(batch: list[Event]) -> bytes:
+    return chunk(b"".join([e.sse for e in batch]))
 
-    __slots__ = ("flow", "kind", "pending", "rooms", "transport", "user_id", "write")
+
+def _ws(batch: list[Event]) -> bytes:
+    return b"".join([e.ws for e in batch])
+
+
+FRAMERS: dict[str, Callable[[list[Event]], bytes]] = {"sse": _sse, "ws": _ws}
+
+
+class Connection:
+    """One open stream. ``pending`` is a list while an ``all`` stream replays, else ``None``."""
+
+    __slots__ = (
+        "flow",
+        "kind",
+        "last_presence",
+        "on_end",
+        "pending",
+        "room_set",
+        "rooms",
+        "transport",
+        "user_id",
+        "write",
+    )
 
     def __init__(
         self, transport: TransportLike, flow: FlowState, user_id: str, kind: str = "sse"
@@ -65,15 +97,20 @@ class Connection:
         self.kind = kind
         self.pending: list[Event] | None = None
         self.rooms: list[str] = []
+        self.room_set: set[str] = set()
+        self.last_presence: dict[bytes, bytes] | None = None
+        self.on_end: Callable[[], None] | None = None
 
     def send_frames(self, frames: bytes) -> None:
-        """Write SSE frames outside the fan-out (connect, replay); same chunking as the hub."""
+        """Write outside the fan-out (connect, replay), framed as this connection's kind."""
         if not self.transport.is_closing():
-            self.write(chunk(frames))
+            self.write(frames if self.kind == "ws" else chunk(frames))
 
     def close(self) -> None:
-        """End the HTTP response cleanly so the client reconnects (shutdown, membership loss)."""
-        if not self.transport.is_closing():
+        """End the stream cleanly so the client reconnects (shutdown)."""
+        if self.on_end is not None:
+            self.on_end()
+        elif not self.transport.is_closing():
             self.write(LAST_CHUNK)
             self.transport.close()
 
@@ -82,15 +119,19 @@ class Connection:
 
 
 class _Room:
-    __slots__ = ("batch", "listeners", "ready", "repair", "replaying", "sequencer")
+    __slots__ = ("all", "batch", "listeners", "ready", "repair", "replaying", "sequencer")
 
     def __init__(self) -> None:
         self.listeners: set[Connection] = set()
-        self.replaying: set[Connection] = set()
+        self.replaying: dict[Connection, list[Event]] = {}
+        self.all: set[Connection] = set()
         self.sequencer = RoomSequencer()
         self.batch: list[Event] = []
         self.repair: asyncio.TimerHandle | asyncio.Task[None] | None = None
         self.ready = asyncio.get_running_loop().create_future()
+
+    def empty(self) -> bool:
+        return not self.listeners and not self.replaying and not self.all
 
 
 class Hub:
@@ -109,11 +150,14 @@ class Hub:
         self._gap = gap
         self._rooms: dict[str, _Room] = {}
         self._dirty: list[_Room] = []
+        self._tick: list[Event] = []
+        self._all_conns: set[Connection] = set()
         self._flush_scheduled = False
         self._ping_interval = ping_interval
         self._ping_handle: asyncio.TimerHandle | None = None
         self._on_delivered = on_delivered
         self._on_cutoff = on_cutoff
+        self._personal_hooks: list[Callable[[Event], None]] = []
         self.connections: set[Connection] = set()
         self.closing = False
 
@@ -131,62 +175,95 @@ class Hub:
         for conn in list(self.connections):
             conn.close()
 
+    def on_personal(self, hook: Callable[[Event], None]) -> None:
+        """Called for every event of a personal channel (``@user``) this node listens to."""
+        self._personal_hooks.append(hook)
+
     # attaching ---------------------------------------------------------------------------
 
-    async def attach(self, conn: Connection, room_id: str, *, replaying: bool) -> None:
-        """Start receiving ``room_id``'s events; while ``replaying`` they queue in ``pending``."""
+    async def _room(self, room_id: str) -> _Room:
         room = self._rooms.get(room_id)
-        if room is None:
-            room = self._rooms[room_id] = _Room()
-            try:
-                await self._broker.subscribe(room_id)
-                for event in room.sequencer.start(await self._head(room_id)):
-                    self._enqueue(room, event)
-            except BaseException as exc:
-                if not room.ready.done():
-                    room.ready.set_exception(exc)
-                    room.ready.exception()
-                if self._rooms.get(room_id) is room and not room.listeners and not room.replaying:
-                    del self._rooms[room_id]
-                raise
-            room.ready.set_result(None)
-        else:
+        if room is not None:
             await asyncio.shield(room.ready)
+            return room
+        room = self._rooms[room_id] = _Room()
+        try:
+            await self._broker.subscribe(room_id)
+            head = 0 if room_id.startswith("@") else await self._head(room_id)
+            for event in room.sequencer.start(head):
+                self._enqueue(room, event)
+        except BaseException as exc:
+            if not room.ready.done():
+                room.ready.set_exception(exc)
+                room.ready.exception()
+            if self._rooms.get(room_id) is room and room.empty():
+                del self._rooms[room_id]
+            raise
+        room.ready.set_result(None)
+        return room
+
+    async def attach(self, conn: Connection, room_id: str, *, replaying: bool) -> None:
+        """Start receiving ``room_id``'s events; while ``replaying`` they queue for a hand-off.
+
+        An ``all`` connection replays all its rooms at once: its queue is ``conn.pending``."""
+        room = await self._room(room_id)
         self.connections.add(conn)
-        conn.rooms.append(room_id)
-        if replaying:
-            conn.pending = []
-            room.replaying.add(conn)
+        if room_id not in conn.room_set:
+            conn.rooms.append(room_id)
+            conn.room_set.add(room_id)
+        if conn.kind == "all":
+            room.all.add(conn)
+            self._all_conns.add(conn)
+            if replaying and conn.pending is None:
+                conn.pending = []
+        elif replaying:
+            room.replaying[conn] = []
         else:
             room.listeners.add(conn)
 
-    def go_live(self, conn: Connection, room_id: str) -> list[Event]:
-        """Finish a replay: returns what queued meanwhile; from now on the hub writes directly."""
+    def go_live(self, conn: Connection, room_id: str | None = None) -> list[Event]:
+        """Finish a replay: what queued meanwhile; from now on the hub writes directly."""
+        if conn.kind == "all":
+            pending, conn.pending = conn.pending or [], None
+            return pending
+        assert room_id is not None
         room = self._rooms[room_id]
-        pending = conn.pending or []
-        conn.pending = None
-        room.replaying.discard(conn)
+        pending = room.replaying.pop(conn, [])
         room.listeners.add(conn)
         return pending
 
+    def pending(self, conn: Connection, room_id: str | None = None) -> list[Event]:
+        """What has queued for a replaying connection so far (not taken)."""
+        if conn.kind == "all":
+            return conn.pending or []
+        room = self._rooms.get(room_id or "")
+        return [] if room is None else room.replaying.get(conn, [])
+
+    async def detach_room(self, conn: Connection, room_id: str) -> None:
+        room = self._rooms.get(room_id)
+        if room_id in conn.room_set:
+            conn.room_set.discard(room_id)
+            conn.rooms.remove(room_id)
+        if room is None:
+            return
+        room.listeners.discard(conn)
+        room.replaying.pop(conn, None)
+        room.all.discard(conn)
+        if room.empty() and room.ready.done():
+            del self._rooms[room_id]
+            if isinstance(room.repair, asyncio.TimerHandle | asyncio.Task):
+                room.repair.cancel()
+            await self._broker.unsubscribe(room_id)
+
     async def detach(self, conn: Connection) -> None:
         self.connections.discard(conn)
-        for room_id in conn.rooms:
-            room = self._rooms.get(room_id)
-            if room is None:
-                continue
-            room.listeners.discard(conn)
-            room.replaying.discard(conn)
-            if not room.listeners and not room.replaying and room.ready.done():
-                del self._rooms[room_id]
-                if isinstance(room.repair, asyncio.TimerHandle | asyncio.Task):
-                    room.repair.cancel()
-                await self._broker.unsubscribe(room_id)
-        conn.rooms.clear()
+        self._all_conns.discard(conn)
+        for room_id in list(conn.rooms):
+            await self.detach_room(conn, room_id)
 
     def listeners(self, room_id: str) -> int:
         room = self._rooms.get(room_id)
-        return 0 if room is None else len(room.listeners) + len(room.replaying)
+        return 0 if room is None else len(room.listeners) + len(room.replaying) + len(room.all)
 
     # delivery ----------------------------------------------------------------------------
 
@@ -202,11 +279,16 @@ class Hub:
             room.repair = asyncio.get_running_loop().call_later(
                 REPAIR_DELAY, self._start_repair, event.room_id
             )
+        if event.room_id.startswith("@"):
+            for hook in self._personal_hooks:
+                hook(event)
 
     def _enqueue(self, room: _Room, event: Event) -> None:
         if not room.batch:
             self._dirty.append(room)
         room.batch.append(event)
+        if room.all:
+            self._tick.append(event)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
@@ -214,43 +296,92 @@ class Hub:
     def _flush(self) -> None:
         self._flush_scheduled = False
         dirty, self._dirty = self._dirty, []
+        tick, self._tick = self._tick, []
         now = time.monotonic()
         for room in dirty:
             batch, room.batch = room.batch, []
             if room.listeners:
-                shared = chunk(b"".join([e.sse for e in batch]))
-                personal = any(e.exclude is not None for e in batch)
-                slow: list[Connection] | None = None
-                for conn in room.listeners:
-                    data = shared
-                    if personal:  # rare (typing): this tick's frames minus the user's own
-                        frames = [e.sse for e in batch if e.exclude != conn.user_id]
-                        if not frames:
-                            continue
-                        data = chunk(b"".join(frames))
-                    try:
-                        conn.write(data)
-                    except RuntimeError:  # transport already gone; its task detaches it
-                        continue
-                    if conn.flow.write_paused:
-                        if slow is None:
-                            slow = []
-                        slow.append(conn)
-                if slow:
-                    for conn in slow:
-                        log.info("cutting off slow %s stream of %s", conn.kind, conn.user_id)
-                        room.listeners.discard(conn)
-                        conn.abort()
-                        if self._on_cutoff is not None:
-                            self._on_cutoff()
-                if self._on_delivered is not None:
-                    self._on_delivered(len(room.listeners) * len(batch), now - batch[0].born)
-            for conn in room.replaying:
-                pending = conn.pending
-                if pending is not None:
-                    pending.extend(batch)
-                    if len(pending) > MAX_PENDING:
-                        conn.abort()
+                self._write_room(room, batch, now)
+            for queued in room.replaying.values():
+                queued.extend(batch)
+        if tick:
+            self._write_all(tick)
+        for room in dirty:
+            for conn, queued in list(room.replaying.items()):
+                if len(queued) > MAX_PENDING:
+                    conn.abort()
+
+    def _write_room(self, room: _Room, batch: list[Event], now: float) -> None:
+        encoded: dict[str, bytes] = {}
+        personal = any(e.exclude is not None for e in batch)
+        slow: list[Connection] | None = None
+        for conn in room.listeners:
+            if personal:  # rare (typing): this tick's events minus the user's own
+                mine = [e for e in batch if e.exclude != conn.user_id]
+                if not mine:
+                    continue
+                data = FRAMERS[conn.kind](mine)
+            else:
+                data = encoded.get(conn.kind)  # type: ignore[assignment]
+                if data is None:
+                    data = encoded[conn.kind] = FRAMERS[conn.kind](batch)
+            try:
+                conn.write(data)
+            except RuntimeError:  # transport already gone; its task detaches it
+                continue
+            if conn.flow.write_paused:
+                if slow is None:
+                    slow = []
+                slow.append(conn)
+        if slow:
+            for conn in slow:
+                room.listeners.discard(conn)
+                self._cut_off(conn)
+        if self._on_delivered is not None:
+            self._on_delivered(len(room.listeners) * len(batch), now - batch[0].born)
+
+    def _write_all(self, tick: list[Event]) -> None:
+        """``/chat/events`` streams: the tick's events of their rooms, in publish order."""
+        for conn in list(self._all_conns):
+            mine = [e for e in tick if e.room_id in conn.room_set and e.exclude != conn.user_id]
+            if mine:
+                mine = self._without_repeated_presence(conn, mine)
+            if not mine:
+                continue
+            if conn.pending is not None:
+                conn.pending.extend(mine)
+                if len(conn.pending) > MAX_PENDING:
+                    conn.abort()
+                continue
+            try:
+                conn.write(chunk(b"".join([e.sse_all for e in mine])))
+            except RuntimeError:
+                continue
+            if conn.flow.write_paused:
+                self._all_conns.discard(conn)
+                self._cut_off(conn)
+
+    @staticmethod
+    def _without_repeated_presence(conn: Connection, events: list[Event]) -> list[Event]:
+        """A user's presence change reaches every room they are in; say it once per stream."""
+        out = []
+        for e in events:
+            if e.name == "presence":
+                seen = conn.last_presence
+                if seen is None:
+                    seen = conn.last_presence = {}
+                who = e.data.split(b'"status"', 1)[0]
+                if seen.get(who) == e.data:
+                    continue
+                seen[who] = e.data
+            out.append(e)
+        return out
+
+    def _cut_off(self, conn: Connection) -> None:
+        log.info("cutting off slow %s stream of %s", conn.kind, conn.user_id)
+        conn.abort()
+        if self._on_cutoff is not None:
+            self._on_cutoff()
 
     # gap repair --------------------------------------------------------------------------
 
@@ -264,8 +395,7 @@ class Hub:
         try:
             while (hole := room.sequencer.missing()) is not None:
                 after, before = hole
-                messages = await self._gap(room_id, after, before)
-                found = [Event.message(m) for m in messages]
+                found = await self._gap(room_id, after, before)
                 for e in room.sequencer.fill(found):
                     self._enqueue(room, e)
                 if not found:
@@ -288,11 +418,12 @@ class Hub:
 
     def _ping(self) -> None:
         for conn in self.connections:
-            if conn.pending is None:
-                try:
-                    conn.write(PING_CHUNK)
-                except RuntimeError:
-                    continue
-                if conn.flow.write_paused:
-                    conn.abort()
+            if conn.kind == "poll":
+                continue
+            try:
+                conn.write(WS_PING if conn.kind == "ws" else PING_CHUNK)
+            except RuntimeError:
+                continue
+            if conn.flow.write_paused:
+                conn.abort()
         self._schedule_ping()

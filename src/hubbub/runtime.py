@@ -10,11 +10,11 @@ from hubbub.auth.identity import Authenticator
 from hubbub.auth.tokens import TokenSigner
 from hubbub.broker.base import open_broker
 from hubbub.config import Settings
+from hubbub.encoding import Event
 from hubbub.files.base import FileStore
 from hubbub.files.local import LocalFileStore
 from hubbub.hub import Hub
 from hubbub.metrics import Metrics
-from hubbub.models import Message
 from hubbub.presence.memory import MemoryPresence
 from hubbub.ratelimit import SendLimiter
 from hubbub.service import ChatService
@@ -66,9 +66,10 @@ class Runtime:
         room = await self.store.room(room_id)
         return 0 if room is None else room.last_seq
 
-    async def _gap(self, room_id: str, after: int, before: int) -> list[Message]:
+    async def _gap(self, room_id: str, after: int, before: int) -> list[Event]:
         limit = min(before - after - 1, self.settings.replay_page)
-        return await self.store.history(room_id, after=after, before=before, limit=limit)
+        found = await self.store.since(room_id, after, before, limit)
+        return [Event.message(m, position) for m, position in found]
 
     async def start(self) -> None:
         await self.store.start()

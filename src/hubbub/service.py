@@ -211,7 +211,7 @@ class ChatService:
         for result in results:
             event = None
             if result.message is not None:
-                event = Event.message(result.message)
+                event = Event.message(result.message, result.position or None)
             events.append(event)
             if result.outcome is AppendOutcome.CREATED and event is not None:
                 if result.joined:

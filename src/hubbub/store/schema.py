@@ -80,6 +80,7 @@ messages = sa.Table(
     sa.Column("edited_at", sa.String(32), nullable=True),
     sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("file", sa.Text, nullable=True),
+    sa.Column("gseq", sa.BigInteger, nullable=True),
     sa.UniqueConstraint("room_id", "seq", name="uq_messages_room_seq"),
     sa.UniqueConstraint("user_id", "client_msg_id", name="uq_messages_user_cmid"),
 )
@@ -104,4 +105,11 @@ files = sa.Table(
     sa.Column("content_type", sa.String(128), nullable=False),
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Index("ix_files_room", "room_id"),
+)
+
+counters = sa.Table(
+    "counters",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
 )

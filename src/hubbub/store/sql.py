@@ -52,6 +52,7 @@ from hubbub.store.base import (
     SessionRecord,
 )
 from hubbub.store.schema import (
+    counters,
     files,
     members,
     messages,
@@ -596,15 +597,22 @@ class SqlStore:
                     file=m.file,
                 )
                 built[i] = msg
-                rows.append(_row(msg))
+            heads.append({"rid": room_id, "head": seq})
+        if heads:
+            # Positions in the all-rooms stream follow the batch's order (= publish order).
+            last = conn.execute(_TAKE_POSITIONS, {"n": len(built)}).scalar_one()
+            position = int(last) - len(built)
+            for i in sorted(built):
+                position += 1
+                msg = built[i]
+                rows.append(_row(msg, position))
                 results[i] = AppendResult(
                     AppendOutcome.CREATED,
                     msg,
+                    position=position,
                     joined=i in joined,
-                    room_created=room_id in created_rooms,
+                    room_created=msg.room_id in created_rooms,
                 )
-            heads.append({"rid": room_id, "head": seq})
-        if heads:
             conn.execute(_SET_HEAD, heads)
             conn.execute(messages.insert(), rows)
             conn.execute(
@@ -707,6 +715,35 @@ class SqlStore:
             return int(pointer or 0), bool(moved.rowcount)
 
         return await self._write(work)
+
+    async def since(
+        self, room_id: str, after: int, before: int, limit: int
+    ) -> list[tuple[Message, int]]:
+        """Messages ``after < seq < before`` with their stream positions (gap repair)."""
+        query = (
+            sa.select(messages)
+            .where(messages.c.room_id == room_id, messages.c.seq > after, messages.c.seq < before)
+            .order_by(messages.c.seq)
+            .limit(limit)
+        )
+        return await self._read(lambda c: _positioned(c, c.execute(query).all()))
+
+    async def replay_all(self, user_id: str, after: int, limit: int) -> list[tuple[Message, int]]:
+        """Messages of every room ``user_id`` is in, after stream position ``after``, in
+        position order — rooms joined since that position included."""
+        mine = sa.select(members.c.room_id).where(members.c.user_id == user_id)
+        query = (
+            sa.select(messages)
+            .where(messages.c.gseq > after, messages.c.room_id.in_(mine))
+            .order_by(messages.c.gseq)
+            .limit(limit)
+        )
+        return await self._read(lambda c: _positioned(c, c.execute(query).all()))
+
+    async def position(self) -> int:
+        """The newest stream position handed out."""
+        row = await self._first(sa.select(counters.c.value).where(counters.c.name == "messages"))
+        return 0 if row is None else int(row.value)
 
     async def room_ids_of(self, user_id: str) -> list[str]:
         rows = await self._all(sa.select(members.c.room_id).where(members.c.user_id == user_id))
@@ -813,6 +850,12 @@ class SqlStore:
 _SET_HEAD = (
     rooms.update().where(rooms.c.id == sa.bindparam("rid")).values(last_seq=sa.bindparam("head"))
 )
+_TAKE_POSITIONS = (
+    counters.update()
+    .where(counters.c.name == "messages")
+    .values(value=counters.c.value + sa.bindparam("n"))
+    .returning(counters.c.value)
+)
 # A read pointer only moves forward.
 _READ_UP_TO = (
     members.update()
@@ -823,6 +866,10 @@ _READ_UP_TO = (
     )
     .values(last_read_seq=sa.bindparam("seq"))
 )
+
+
+def _positioned(conn: Connection, rows: Sequence[Any]) -> list[tuple[Message, int]]:
+    return [(m, int(r.gseq or 0)) for m, r in zip(_with_reactions(conn, rows), rows, strict=True)]
 
 
 def _with_reactions(conn: Connection, rows: Sequence[Any]) -> list[Message]:
@@ -856,8 +903,9 @@ def _room(row: Any) -> Room:
     )
 
 
-def _row(msg: Message) -> dict[str, Any]:
+def _row(msg: Message, position: int) -> dict[str, Any]:
     return {
+        "gseq": position,
         "id": msg.id,
         "room_id": msg.room_id,
         "seq": msg.seq,

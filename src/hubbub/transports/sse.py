@@ -142,7 +142,7 @@ async def replay(rt: Runtime, conn: Connection, room_id: str, cursor: int) -> No
                 break
         if flow.write_paused or conn.transport.is_closing():
             continue
-        pending = conn.pending or []
+        pending = rt.hub.pending(conn, room_id)
         first = next((e.seq for e in pending if e.seq is not None), None)
         if first is not None and first > last + 1:
             continue  # the store has them by now: read again
