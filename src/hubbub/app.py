@@ -61,6 +61,9 @@ class HubbubApp:
             if path == "/chat/messages" and method == "POST":
                 await post_message(self.runtime, scope, receive, send)
                 return
+            if path == "/chat/events" and method == "GET":
+                await self.runtime.all_streams.serve(scope, receive, send)
+                return
             if path.startswith("/chat/room/") and path.endswith("/events"):
                 room_id = path[len("/chat/room/") : -len("/events")]
                 if method != "GET":

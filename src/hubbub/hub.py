@@ -80,6 +80,7 @@ class Connection:
         "last_presence",
         "on_end",
         "pending",
+        "position",
         "room_set",
         "rooms",
         "transport",
@@ -96,6 +97,7 @@ class Connection:
         self.user_id = user_id
         self.kind = kind
         self.pending: list[Event] | None = None
+        self.position = 0  # ``all`` streams: the newest stream position written
         self.rooms: list[str] = []
         self.room_set: set[str] = set()
         self.last_presence: dict[bytes, bytes] | None = None
@@ -261,6 +263,11 @@ class Hub:
         for room_id in list(conn.rooms):
             await self.detach_room(conn, room_id)
 
+    def head(self, room_id: str) -> int:
+        """The newest seq this node has passed on for a room it listens to."""
+        room = self._rooms.get(room_id)
+        return 0 if room is None or room.sequencer.head is None else room.sequencer.head
+
     def listeners(self, room_id: str) -> int:
         room = self._rooms.get(room_id)
         return 0 if room is None else len(room.listeners) + len(room.replaying) + len(room.all)
@@ -357,6 +364,9 @@ class Hub:
                 conn.write(chunk(b"".join([e.sse_all for e in mine])))
             except RuntimeError:
                 continue
+            for e in mine:
+                if e.position is not None and e.position > conn.position:
+                    conn.position = e.position
             if conn.flow.write_paused:
                 self._all_conns.discard(conn)
                 self._cut_off(conn)

@@ -19,6 +19,7 @@ from hubbub.presence.memory import MemoryPresence
 from hubbub.ratelimit import SendLimiter
 from hubbub.service import ChatService
 from hubbub.store.sql import SqlStore
+from hubbub.transports.events import AllRoomsStreams
 
 log = logging.getLogger("hubbub")
 
@@ -61,6 +62,7 @@ class Runtime:
         self.files: FileStore = LocalFileStore(settings.data_dir / "files")
         self.service.files = self.files
         self._housekeeping: asyncio.Task[None] | None = None
+        self.all_streams = AllRoomsStreams(self)
 
     async def _head(self, room_id: str) -> int:
         room = await self.store.room(room_id)

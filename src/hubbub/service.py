@@ -25,6 +25,7 @@ from hubbub.encoding import Event
 from hubbub.errors import Conflict, Forbidden, HubbubError, Invalid, NotFound, Unavailable
 from hubbub.files.base import FileStore
 from hubbub.fulltext import query_terms
+from hubbub.hub import personal_channel
 from hubbub.models import (
     ClientTimestamp,
     FileInfo,
@@ -231,20 +232,14 @@ class ChatService:
             log.warning("publish to room %s failed: %s", event.room_id, exc)
 
     async def _publish_member(self, msg: Message, name: str) -> None:
-        await self._publish(
-            Event.named(
-                msg.room_id,
-                name,
-                {"room_id": msg.room_id, "user_id": msg.user_id, "username": msg.username},
-            )
-        )
+        await self.member_event(msg.room_id, msg.user_id, msg.username, name)
 
     async def member_event(self, room_id: str, user_id: str, username: str, name: str) -> None:
-        await self._publish(
-            Event.named(
-                room_id, name, {"room_id": room_id, "user_id": user_id, "username": username}
-            )
-        )
+        """To the room, and to the user's personal channel: their ``/chat/events`` streams
+        start or stop following the room."""
+        payload = {"room_id": room_id, "user_id": user_id, "username": username}
+        await self._publish(Event.named(room_id, name, payload))
+        await self._publish(Event.named(personal_channel(user_id), name, payload))
 
     # reading -----------------------------------------------------------------------------
 
@@ -417,7 +412,15 @@ class ChatService:
             if await self.store.room(room_id) is not None:
                 raise Conflict(f"room {room_id!r} already exists", code="room_exists")
         try:
-            return await self.store.create_room(name, visibility, who.user_id, room_id)
+            room = await self.store.create_room(name, visibility, who.user_id, room_id)
+            await self._publish(
+                Event.named(
+                    personal_channel(who.user_id),
+                    "member_joined",
+                    {"room_id": room.id, "user_id": who.user_id, "username": who.username},
+                )
+            )
+            return room
         except HubbubError:
             raise
         except Exception as exc:

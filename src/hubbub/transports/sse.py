@@ -96,13 +96,8 @@ async def room_stream(
     transport.set_write_buffer_limits(high=rt.settings.stream_buffer_bytes)
     drop_when_unacknowledged(transport, rt.settings.stale_timeout)
     conn = Connection(transport, flow, who.user_id, "sse")
-    hello = sse_retry(rt.settings.retry_ms) + sse_named(
-        "connected", {"status": "ok", "room_id": room_id, "user_id": who.user_id}
-    )
     if reset is not None:
-        hello += sse_named("reset", {"room_id": room_id, "oldest_seq": reset})
         cursor = reset - 1
-    conn.send_frames(hello)
     gauge = rt.metrics.connections.labels("sse")
     gauge.inc()
     conn_id = uuid.uuid4().hex
@@ -110,6 +105,17 @@ async def room_stream(
     try:
         await presence.connect(who.user_id, conn_id)
         await rt.hub.attach(conn, room_id, replaying=cursor is not None)
+        # `connected` carries an id (the head now, or the client's cursor), so a client that
+        # drops before its first message still resumes from here, not from "live only".
+        start = cursor if cursor is not None else rt.hub.head(room_id)
+        hello = (
+            sse_retry(rt.settings.retry_ms)
+            + b"id: %d\n" % start
+            + sse_named("connected", {"status": "ok", "room_id": room_id, "user_id": who.user_id})
+        )
+        if reset is not None:
+            hello += sse_named("reset", {"room_id": room_id, "oldest_seq": reset})
+        conn.send_frames(hello)
         if cursor is not None:
             await replay(rt, conn, room_id, cursor)
         while (await receive())["type"] != "http.disconnect":

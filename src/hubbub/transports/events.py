@@ -1,0 +1,181 @@
+"""``GET /chat/events``: one SSE stream of every room the caller belongs to, plus their personal
+events — so a browser tab needs one connection, whatever the number of rooms (browsers allow
+about six HTTP/1.1 connections per origin).
+
+The cursor (the ``id:`` of each message frame) is the message's *stream position*: one counter
+across all rooms, taken in the same transaction as the room's ``seq``. "Everything after
+position P in my rooms" is one indexed query, and it includes rooms joined while the client
+was away. The hub hands these streams each tick's events in publish order, so the cursor only
+grows. Membership changes arrive on the user's personal channel (``@user``); the stream then
+follows the new room by resuming from its own last position (see ``docs/architecture.md``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from hubbub.api.raw import Receive, Scope, Send, credentials, header, query, send_error
+from hubbub.encoding import Event, cursor, parse_cursor, sse_named, sse_retry
+from hubbub.errors import BadRequest, HubbubError, Unavailable
+from hubbub.hub import Connection, personal_channel
+from hubbub.transports.sse import SSE_HEADERS, drop_when_unacknowledged, uvicorn_seam
+
+if TYPE_CHECKING:
+    from hubbub.runtime import Runtime
+
+log = logging.getLogger("hubbub.events")
+
+
+def parse_events_cursor(value: str | None) -> int | None:
+    if value is None or not value.strip():
+        return None
+    position = parse_cursor(value.strip())
+    if position is None:
+        raise BadRequest("Last-Event-ID is not a cursor this server issued", code="invalid_cursor")
+    return position
+
+
+class AllRoomsStreams:
+    """The ``/chat/events`` streams of this process and their membership following."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.streams: set[Connection] = set()
+        self._locks: dict[Connection, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        rt.hub.on_personal(self._personal)
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        rt = self.rt
+        params = query(scope)
+        try:
+            if rt.hub.closing:
+                raise Unavailable("the server is shutting down; reconnect", code="shutting_down")
+            after = parse_events_cursor(
+                header(scope, b"last-event-id") or params.get("last_event_id")
+            )
+            who = await rt.auth.identify(credentials(scope, params), ensure_user=False)
+            transport, flow = uvicorn_seam(send)
+        except HubbubError as exc:
+            await send_error(send, exc)
+            return
+        headers = list(SSE_HEADERS)
+        if who.set_cookie:
+            headers.append((b"set-cookie", who.set_cookie.encode("latin-1")))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        transport.set_write_buffer_limits(high=rt.settings.stream_buffer_bytes)
+        drop_when_unacknowledged(transport, rt.settings.stale_timeout)
+        conn = Connection(transport, flow, who.user_id, "all")
+        gauge = rt.metrics.connections.labels("sse")
+        gauge.inc()
+        conn_id = uuid.uuid4().hex
+        self._locks[conn] = lock = asyncio.Lock()
+        self.streams.add(conn)
+        try:
+            await rt.service.presence.connect(who.user_id, conn_id)
+            async with lock:
+                # Listen first (everything queues), then look: nothing falls between.
+                await rt.hub.attach(conn, personal_channel(who.user_id), replaying=True)
+                room_ids = await rt.store.room_ids_of(who.user_id)
+                await asyncio.gather(*[rt.hub.attach(conn, r, replaying=True) for r in room_ids])
+                start = after if after is not None else await rt.store.position()
+                conn.send_frames(
+                    sse_retry(rt.settings.retry_ms)
+                    + b"id: %s\n" % cursor(start).encode()
+                    + sse_named(
+                        "connected",
+                        {
+                            "status": "ok",
+                            "user_id": who.user_id,
+                            "rooms": room_ids,
+                            "cursor": cursor(start),
+                        },
+                    )
+                )
+                await self._catch_up(conn, start, replay=after is not None)
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        except Exception:
+            log.exception("/chat/events stream of %s failed", who.user_id)
+            conn.abort()
+        finally:
+            gauge.dec()
+            self.streams.discard(conn)
+            self._locks.pop(conn, None)
+            await rt.hub.detach(conn)
+            await rt.service.presence.disconnect(who.user_id, conn_id)
+
+    async def _catch_up(self, conn: Connection, after: int, *, replay: bool) -> None:
+        """Send every message of the user's rooms after ``after`` from the store (if
+        ``replay``), then what queued meanwhile minus what was sent, then go live."""
+        rt = self.rt
+        last = after
+        sent_seq: dict[str, int] = {}
+        page = rt.settings.replay_page
+        while replay:
+            found = await rt.store.replay_all(conn.user_id, last, page)
+            if found:
+                conn.send_frames(
+                    b"".join([Event.message(m, position).sse_all for m, position in found])
+                )
+                last = found[-1][1]
+                for m, _ in found:
+                    sent_seq[m.room_id] = m.seq
+            if conn.transport.is_closing():
+                return
+            if conn.flow.write_paused:
+                await conn.flow.drain()
+            if len(found) < page:
+                break
+        out = []
+        for e in rt.hub.go_live(conn):
+            if e.seq is not None:
+                if (e.position or 0) <= last or e.seq <= sent_seq.get(e.room_id, 0):
+                    continue
+                last = max(last, e.position or 0)
+            out.append(e)
+        out = [e for e in out if e.exclude != conn.user_id]
+        if out:
+            conn.send_frames(b"".join([e.sse_all for e in out]))
+        conn.position = max(conn.position, last)
+
+    # following membership ----------------------------------------------------------------
+
+    def _personal(self, event: Event) -> None:
+        if event.name not in ("member_joined", "member_left"):
+            return
+        info = msgspec.json.decode(event.data)
+        for conn in list(self.streams):
+            if conn.user_id == info["user_id"]:
+                task = asyncio.get_running_loop().create_task(
+                    self._follow(conn, info["room_id"], event.name == "member_joined")
+                )
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _follow(self, conn: Connection, room_id: str, joined: bool) -> None:
+        lock = self._locks.get(conn)
+        if lock is None:
+            return
+        async with lock:
+            if conn not in self.streams:
+                return
+            if not joined:
+                await self.rt.hub.detach_room(conn, room_id)
+                return
+            if room_id in conn.room_set:
+                return
+            # Queue everything, join the room, and resume from our own last position: the
+            # new room's messages since then come from the store, nothing twice.
+            conn.pending = []
+            try:
+                await self.rt.hub.attach(conn, room_id, replaying=True)
+                await self._catch_up(conn, conn.position, replay=True)
+            except Exception:
+                log.exception("following room %s for %s failed", room_id, conn.user_id)
+                conn.abort()
