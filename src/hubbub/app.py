@@ -21,7 +21,9 @@ from hubbub.api.send import check_json_type, post_message
 from hubbub.config import Settings
 from hubbub.errors import HubbubError, NotFound, TooLarge
 from hubbub.runtime import Runtime
+from hubbub.transports.longpoll import poll
 from hubbub.transports.sse import room_stream
+from hubbub.transports.websocket import websocket_endpoint
 
 DESCRIPTION = """\
 Hubbub is a real-time chat server: receive over Server-Sent Events, send with HTTP POST,
@@ -55,6 +57,13 @@ class HubbubApp:
         self.api = build_fastapi(self)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            if self.runtime is not None and scope["path"] == "/chat/ws":
+                await websocket_endpoint(self.runtime, scope, receive, send)
+            else:
+                await receive()
+                await send({"type": "websocket.close", "code": 1008})
+            return
         if scope["type"] == "http" and self.runtime is not None:
             path: str = scope["path"]
             method: str = scope["method"]
@@ -64,6 +73,11 @@ class HubbubApp:
             if path == "/chat/events" and method == "GET":
                 await self.runtime.all_streams.serve(scope, receive, send)
                 return
+            if path.startswith("/chat/room/") and path.endswith("/poll") and method == "GET":
+                room_id = path[len("/chat/room/") : -len("/poll")]
+                if room_id and "/" not in room_id:
+                    await poll(self.runtime, scope, receive, send, room_id)
+                    return
             if path.startswith("/chat/room/") and path.endswith("/events"):
                 room_id = path[len("/chat/room/") : -len("/events")]
                 if method != "GET":

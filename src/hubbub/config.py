@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     presence_grace: float = 10.0
     typing_timeout: float = 5.0
     retry_ms: int = 3000
+    allowed_origins: str = Field(
+        default="",
+        description="comma-separated extra Origins allowed on /chat/ws ('*' for any); "
+        "the server's own host is always allowed",
+    )
+    ws_ping_interval: float = 20.0
+    ws_ping_timeout: float = 20.0
     stream_buffer_bytes: int = 1024 * 1024
     max_message_chars: int = 4000
     max_body_bytes: int = 64 * 1024
@@ -63,6 +70,9 @@ class Settings(BaseSettings):
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     write_batch_max: int = 256
     shutdown_timeout: float = 10.0
+
+    def origins(self) -> list[str]:
+        return [o.strip() for o in self.allowed_origins.split(",") if o.strip()]
 
     def database_url(self) -> str:
         if self.database:

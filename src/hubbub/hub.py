@@ -48,7 +48,8 @@ def personal_channel(user_id: str) -> str:
 
 
 class FlowState(Protocol):
-    write_paused: bool
+    @property
+    def write_paused(self) -> bool: ...
 
     async def drain(self) -> None: ...
 
@@ -85,6 +86,7 @@ class Connection:
         "rooms",
         "transport",
         "user_id",
+        "wake",
         "write",
     )
 
@@ -102,6 +104,7 @@ class Connection:
         self.room_set: set[str] = set()
         self.last_presence: dict[bytes, bytes] | None = None
         self.on_end: Callable[[], None] | None = None
+        self.wake: Callable[[], None] | None = None  # long-poll: something queued
 
     def send_frames(self, frames: bytes) -> None:
         """Write outside the fan-out (connect, replay), framed as this connection's kind."""
@@ -309,8 +312,10 @@ class Hub:
             batch, room.batch = room.batch, []
             if room.listeners:
                 self._write_room(room, batch, now)
-            for queued in room.replaying.values():
+            for conn, queued in room.replaying.items():
                 queued.extend(batch)
+                if conn.wake is not None:
+                    conn.wake()
         if tick:
             self._write_all(tick)
         for room in dirty:

@@ -129,16 +129,25 @@ async def room_stream(
         await presence.disconnect(who.user_id, conn_id)
 
 
+def _sse_frame(event: Event) -> bytes:
+    return event.sse
+
+
+def _ws_frame(event: Event) -> bytes:
+    return event.ws
+
+
 async def replay(rt: Runtime, conn: Connection, room_id: str, cursor: int) -> None:
     """Send ``seq > cursor`` from the store, then hand over to live delivery with no gap."""
     page_size = rt.settings.replay_page
     last = cursor
+    frame = _ws_frame if conn.kind == "ws" else _sse_frame
     flow = conn.flow
     while True:
         while True:
             page = await rt.store.history(room_id, after=last, limit=page_size)
             if page:
-                conn.send_frames(b"".join([Event.message(m).sse for m in page]))
+                conn.send_frames(b"".join([frame(Event.message(m)) for m in page]))
                 last = page[-1].seq
             if conn.transport.is_closing():
                 return
@@ -155,5 +164,5 @@ async def replay(rt: Runtime, conn: Connection, room_id: str, cursor: int) -> No
         out, _ = hand_off(last, rt.hub.go_live(conn, room_id))
         out = [e for e in out if e.exclude != conn.user_id]
         if out:
-            conn.send_frames(b"".join([e.sse for e in out]))
+            conn.send_frames(b"".join([frame(e) for e in out]))
         return

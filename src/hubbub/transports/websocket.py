@@ -1,0 +1,216 @@
+"""``GET /chat/ws``: WebSocket with JSON frames, a thin adapter over the same hub as SSE.
+
+uvicorn's sans-I/O WebSocket protocol does the handshake, keep-alive pings with a dead-peer
+timeout, the 64 KiB frame limit (close 1009) and the closing handshake. Once accepted, the hub
+writes each event's pre-built WebSocket frame (``Event.ws``: server frames are not masked, so
+one bytes object serves every socket) straight into the transport, exactly as it does for SSE;
+replies to the client's ops go through the same transport so they stay in order.
+
+Client → server: ``{"op": "subscribe"|"unsubscribe"|"send"|"typing"|"read"|"ping", "ref"?, …}``.
+Server → client: ``{"event", "id"?, "ref"?, "data"}``; see ``docs/api.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import msgspec
+
+from hubbub.api.raw import Receive, Scope, Send, credentials, header, query
+from hubbub.encoding import to_json, ws_text_frame
+from hubbub.errors import BadRequest, HubbubError, Invalid
+from hubbub.hub import Connection
+from hubbub.transports.sse import drop_when_unacknowledged, replay
+
+if TYPE_CHECKING:
+    from hubbub.runtime import Runtime
+
+log = logging.getLogger("hubbub.ws")
+
+POLICY_VIOLATION = 1008
+SERVICE_RESTART = 1012
+
+
+def _close_frame(code: int) -> bytes:
+    return b"\x88\x02" + code.to_bytes(2, "big")
+
+
+class WsFlow:
+    """uvicorn's WebSocket protocol signals back-pressure with an Event; the hub reads a flag."""
+
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: Any) -> None:
+        self._protocol = protocol
+
+    @property
+    def write_paused(self) -> bool:
+        return not self._protocol.writable.is_set()
+
+    async def drain(self) -> None:
+        await self._protocol.writable.wait()
+
+
+def origin_allowed(scope: Scope, allowed: list[str]) -> bool:
+    """Browsers send Origin; accept our own host or a configured origin. No Origin: not a
+    browser, nothing to check (authentication still applies)."""
+    origin = header(scope, b"origin")
+    if origin is None or "*" in allowed or origin in allowed:
+        return True
+    host = header(scope, b"host")
+    return host is not None and urlsplit(origin).netloc.lower() == host.lower()
+
+
+class _Op(msgspec.Struct, forbid_unknown_fields=False):
+    op: str
+    ref: Any = None
+    room_id: str | None = None
+    after_seq: int | None = None
+    message: str | None = None
+    client_msg_id: str | None = None
+    timestamp: int | float | str | None = None
+    is_typing: bool | None = None
+    seq: int | None = None
+
+
+_decode_op = msgspec.json.Decoder(_Op).decode
+
+
+class WebSocketSession:
+    def __init__(self, rt: Runtime, conn: Connection, who: Any) -> None:
+        self.rt = rt
+        self.conn = conn
+        self.who = who
+
+    def reply(self, event: str, data: Any, ref: Any = None, raw: bytes | None = None) -> None:
+        body = raw if raw is not None else to_json(data)
+        head = b'{"event":"%s"' % event.encode()
+        if ref is not None:
+            head += b',"ref":' + to_json(ref)
+        self.conn.send_frames(ws_text_frame(head + b',"data":' + body + b"}"))
+
+    def error(self, exc: HubbubError, ref: Any = None) -> None:
+        self.reply("error", exc.body()["error"], ref)
+
+    async def handle(self, text: str) -> None:
+        try:
+            op = _decode_op(text)
+        except msgspec.ValidationError as exc:
+            self.error(Invalid(f"bad frame: {exc}", code="invalid_frame"))
+            return
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            self.error(BadRequest("the frame is not JSON", code="malformed_json"))
+            return
+        try:
+            await self._dispatch(op)
+        except HubbubError as exc:
+            self.error(exc, op.ref)
+
+    def _room(self, op: _Op) -> str:
+        if not op.room_id:
+            raise Invalid("room_id is required", code="missing_field")
+        return op.room_id
+
+    async def _dispatch(self, op: _Op) -> None:
+        rt, who = self.rt, self.who
+        if op.op == "ping":
+            self.reply("pong", {}, op.ref)
+        elif op.op == "subscribe":
+            room_id = self._room(op)
+            if op.after_seq is not None and op.after_seq < 0:
+                raise Invalid("after_seq must be ≥ 0", code="invalid_cursor")
+            if room_id in self.conn.room_set:
+                raise Invalid(f"already subscribed to {room_id!r}", code="already_subscribed")
+            await rt.service.open_room(who, room_id)
+            await rt.hub.attach(self.conn, room_id, replaying=op.after_seq is not None)
+            self.reply("subscribed", {"room_id": room_id, "head_seq": rt.hub.head(room_id)}, op.ref)
+            if op.after_seq is not None:
+                await replay(rt, self.conn, room_id, op.after_seq)
+        elif op.op == "unsubscribe":
+            room_id = self._room(op)
+            await rt.hub.detach_room(self.conn, room_id)
+            self.reply("unsubscribed", {"room_id": room_id}, op.ref)
+        elif op.op == "send":
+            room_id = self._room(op)
+            if op.message is None:
+                raise Invalid("message is required", code="missing_field")
+            await rt.limiter.check(who.user_id)
+            sent = await rt.service.send(
+                who, room_id, op.message, timestamp=op.timestamp, client_msg_id=op.client_msg_id
+            )
+            self.reply("ack", None, op.ref, raw=sent.event.data)
+        elif op.op == "typing":
+            room_id = self._room(op)
+            if op.is_typing is None:
+                raise Invalid("is_typing is required", code="missing_field")
+            await rt.service.set_typing(who, room_id, op.is_typing)
+            self.reply("ok", {"op": "typing", "room_id": room_id}, op.ref)
+        elif op.op == "read":
+            room_id = self._room(op)
+            if op.seq is None or op.seq < 0:
+                raise Invalid("seq (≥ 0) is required", code="missing_field")
+            pointer, unread = await rt.service.mark_read(who, room_id, op.seq)
+            self.reply(
+                "ok", {"op": "read", "room_id": room_id, "seq": pointer, "unread": unread}, op.ref
+            )
+        else:
+            raise Invalid(f"unknown op {op.op!r}", code="unknown_op")
+
+
+async def websocket_endpoint(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+    if (await receive())["type"] != "websocket.connect":
+        return
+    if not origin_allowed(scope, rt.settings.origins()) or rt.hub.closing:
+        await send({"type": "websocket.close", "code": POLICY_VIOLATION})
+        return
+    protocol = getattr(send, "__self__", None)
+    transport = getattr(protocol, "transport", None)
+    try:
+        who = await rt.auth.identify(credentials(scope, query(scope)), ensure_user=False)
+        error: HubbubError | None = None
+    except HubbubError as exc:
+        error = exc
+    await send({"type": "websocket.accept"})
+    if error is not None or transport is None:
+        if error is not None:
+            frame = b'{"event":"error","data":' + to_json(error.body()["error"]) + b"}"
+            await send({"type": "websocket.send", "text": frame.decode()})
+        await send({"type": "websocket.close", "code": POLICY_VIOLATION})
+        return
+
+    transport.set_write_buffer_limits(high=rt.settings.stream_buffer_bytes)
+    drop_when_unacknowledged(transport, rt.settings.stale_timeout)
+    conn = Connection(transport, WsFlow(protocol), who.user_id, "ws")
+
+    def end() -> None:
+        if not transport.is_closing():
+            transport.write(_close_frame(SERVICE_RESTART))
+            transport.close()
+
+    conn.on_end = end
+    rt.hub.connections.add(conn)
+    session = WebSocketSession(rt, conn, who)
+    gauge = rt.metrics.connections.labels("websocket")
+    gauge.inc()
+    conn_id = uuid.uuid4().hex
+    await rt.service.presence.connect(who.user_id, conn_id)
+    try:
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            text = message.get("text")
+            if text is None:
+                session.error(BadRequest("send text frames of JSON", code="invalid_frame"))
+                continue
+            await session.handle(text)
+    except Exception:
+        log.exception("websocket of %s failed", who.user_id)
+        conn.abort()
+    finally:
+        gauge.dec()
+        await rt.hub.detach(conn)
+        await rt.service.presence.disconnect(who.user_id, conn_id)
