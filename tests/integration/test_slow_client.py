@@ -112,7 +112,7 @@ async def test_slow_client_is_cut_off_and_others_keep_up(data_dir: Path) -> None
                 assert len(received) < TOTAL_BYTES // 2
                 frames = dechunk(bytes(received)).decode(errors="replace")
                 complete = frames[: frames.rfind("\n\n") + 2]
-                ids = [int(x) for x in re.findall(r"^id: (\d+)$", complete, re.M)]
+                ids = [int(x) for x in re.findall(r"^id: (\d+)\ndata: ", complete, re.M)]
                 last = ids[-1] if ids else 0
                 assert ids == list(range(1, last + 1))
 
