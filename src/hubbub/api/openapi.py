@@ -33,6 +33,38 @@ Headers: `Content-Type: text/event-stream`, `Cache-Control: no-cache, no-transfo
 `X-Accel-Buffering: no`. In trust mode, subscribing creates and joins a public room.
 """
 
+ALL_DESCRIPTION = """\
+One Server-Sent Events stream for every room you belong to, plus your personal events
+(`member_joined` / `member_left` about you, so the stream starts or stops following a room), so
+a browser tab needs one connection. The first frame is `event: connected` with
+`{"status", "user_id", "rooms", "cursor"}` and an `id:` (the cursor). Each chat message is
+`id: <cursor>` + `data: <message JSON>` (no `event:` line); the cursor is an opaque string —
+echo it back as `Last-Event-ID` (browsers do) or `?last_event_id=` and every message of your
+rooms after it is replayed, rooms joined while you were away included, then the stream goes
+live: no gap, no duplicate. Named events as on the per-room stream (each `presence` change
+once). A cursor this server did not issue → 400 `invalid_cursor`.
+"""
+
+POLL_DESCRIPTION = """\
+Long-poll fallback. Answers at once with the messages after `after` when there are any;
+otherwise waits (up to `timeout` seconds, at most 60) and answers as soon as one arrives, or
+with `[]`. A waiting request counts as a connection for presence. No database work while
+waiting.
+"""
+
+WS_DESCRIPTION = """\
+WebSocket with JSON text frames. Authenticate with `Authorization: Bearer`, the session
+cookie, or `?ticket=`; browsers' `Origin` must be this host (or `HUBBUB_ALLOWED_ORIGINS`).
+Client ops `{"op", "ref"?, ...}`: `subscribe {room_id, after_seq?}` → `subscribed
+{room_id, head_seq}` (with `after_seq`, the missed messages follow, then live), `unsubscribe
+{room_id}`, `send {room_id, message, client_msg_id?, timestamp?}` → `ack` with the stored
+message, `typing {room_id, is_typing}`, `read {room_id, seq}` → `ok`, `ping` → `pong`.
+Server frames `{"event", "id"?, "ref"?, "data"}`: a chat message is `event: "message"` with
+`id` = seq; other events as on SSE. A bad frame → `event: "error"` `{code, message}` and the
+connection stays open. Frames over 64 KiB close with 1009; the server pings every 20 s and
+closes a peer that does not answer within 20 s.
+"""
+
 SEND_DESCRIPTION = """\
 Send a message (seed route). `201` only after the message is durably stored; a repeat of a
 `client_msg_id` by the same user returns the original with `200` (same `room_id` and
@@ -94,6 +126,102 @@ def install(app: FastAPI) -> None:
                         "content": {"application/json": {"schema": _schema(SendOut)}},
                     },
                     **_error_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
+                },
+            }
+        }
+        schema["paths"]["/chat/events"] = {
+            "get": {
+                "tags": ["streams"],
+                "summary": "SSE stream of all my rooms",
+                "description": ALL_DESCRIPTION,
+                "operationId": "all_events",
+                "parameters": [
+                    {
+                        "name": "last_event_id",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": "a cursor from an id: line",
+                    },
+                    {
+                        "name": "ticket",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                    },
+                    *auth_params,
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the event stream",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    **_error_responses(400, 401, 503),
+                },
+            }
+        }
+        schema["paths"]["/chat/room/{room_id}/poll"] = {
+            "get": {
+                "tags": ["streams"],
+                "summary": "Long-poll one room",
+                "description": POLL_DESCRIPTION,
+                "operationId": "poll_room",
+                "parameters": [
+                    {
+                        "name": "room_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "after",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 0},
+                        "description": "the newest seq you have; default: the room's head",
+                    },
+                    {
+                        "name": "timeout",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "number", "minimum": 0, "maximum": 60, "default": 25},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 100},
+                    },
+                    *auth_params,
+                ],
+                "responses": {
+                    "200": {
+                        "description": "messages after `after`, oldest first ([] on timeout)",
+                        "content": {
+                            "application/json": {
+                                "schema": {"type": "array", "items": _schema(MessageOut)}
+                            }
+                        },
+                    },
+                    **_error_responses(401, 403, 404, 422, 503),
+                },
+            }
+        }
+        schema["paths"]["/chat/ws"] = {
+            "get": {
+                "tags": ["streams"],
+                "summary": "WebSocket (JSON frames)",
+                "description": WS_DESCRIPTION,
+                "operationId": "websocket",
+                "responses": {
+                    "101": {"description": "switching to WebSocket"},
+                    "403": {"description": "Origin not allowed"},
                 },
             }
         }
