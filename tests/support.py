@@ -251,3 +251,61 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
     if code is not None:
         assert body["error"]["code"] == code, body
     return dict(body["error"])
+
+
+# PostgreSQL and Redis: real services on this machine (CI starts them); skipped elsewhere,
+# but never under CI=true.
+
+PG_ADMIN = os.environ.get("HUBBUB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("HUBBUB_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def _service_missing(what: str, detail: str) -> None:
+    import pytest
+
+    message = f"{what} is not reachable ({detail})"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{message}: under CI it must run (.ci/run starts it)")
+    pytest.skip(f"{message}; start it to run this test")
+
+
+def _pg_admin_exec(sql: str) -> None:
+    import asyncio as _asyncio
+
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(PG_ADMIN, timeout=3)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    _asyncio.run(run())
+
+
+def create_pg_database() -> str:
+    import secrets as _secrets
+
+    name = "hubbub_t_" + _secrets.token_hex(6)
+    try:
+        _pg_admin_exec(f'CREATE DATABASE "{name}"')
+    except Exception as exc:
+        _service_missing("PostgreSQL at 127.0.0.1:5432", repr(exc)[:200])
+    base = PG_ADMIN.rsplit("/", 1)[0]
+    return f"{base}/{name}"
+
+
+def drop_pg_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    with contextlib.suppress(Exception):
+        _pg_admin_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def redis_available() -> None:
+    import redis as _redis
+
+    try:
+        _redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except Exception as exc:
+        _service_missing("Redis at 127.0.0.1:6379", repr(exc)[:200])

@@ -30,6 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from hubbub.config import normalise_database_url
 from hubbub.fulltext import Span, highlights
 from hubbub.models import (
     FileInfo,
@@ -78,6 +79,7 @@ def new_id() -> str:
 
 class SqlStore:
     def __init__(self, url: str, *, sqlite_synchronous: str = "FULL") -> None:
+        url = normalise_database_url(url)
         self.url = url
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
