@@ -36,6 +36,12 @@ def serve(
     database: Annotated[
         str | None, Opt(help="database URL [HUBBUB_DATABASE, SQLite in data dir]")
     ] = None,
+    broker: Annotated[
+        str | None, Opt(help="memory:// or redis://host:6379/0 [HUBBUB_BROKER, memory://]")
+    ] = None,
+    workers: Annotated[
+        int | None, Opt(help="processes sharing the port; needs --broker redis:// [1]")
+    ] = None,
     auth: Annotated[str | None, Opt(help="jwt | trust [HUBBUB_AUTH, jwt]")] = None,
     force_trust: Annotated[
         bool | None, Opt("--force-trust", help="allow trust mode on a public address")
@@ -71,7 +77,7 @@ def serve(
     metrics_token: Annotated[str | None, Opt(help="require this Bearer token on /metrics")] = None,
 ) -> None:
     """Run the server (SQLite + in-memory fan-out unless told otherwise)."""
-    from hubbub.server import TrustModeRefused
+    from hubbub.server import TrustModeRefused, WorkersNeedBroker
     from hubbub.server import serve as run
 
     settings = _settings(
@@ -79,6 +85,8 @@ def serve(
         port=port,
         data_dir=data_dir,
         database=database,
+        broker=broker,
+        workers=workers,
         auth=auth,
         force_trust=force_trust,
         secret=secret,
@@ -95,7 +103,7 @@ def serve(
     )
     try:
         run(settings)
-    except (TrustModeRefused, ValueError) as exc:
+    except (TrustModeRefused, WorkersNeedBroker, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
 

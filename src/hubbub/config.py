@@ -21,7 +21,22 @@ class Settings(BaseSettings):
     database: str | None = Field(
         default=None, description="SQLAlchemy URL; default: a SQLite file in the data dir"
     )
-    broker: str = "memory://"
+    broker: str = Field(
+        default="memory://",
+        description="memory:// (one process) or redis://host:6379/0 (several processes/nodes)",
+    )
+    broker_prefix: str = "chat:room:"
+    presence_ttl: float = Field(
+        default=30.0,
+        description="a node that stops renewing its connections for this long is "
+        "presumed dead and its users go offline (Redis presence)",
+    )
+    resync_interval: float = Field(
+        default=10.0,
+        description="how often a node checks the store for events its broker "
+        "did not deliver (Redis broker)",
+    )
+    workers: int = 1
     auth: AuthMode = "jwt"
     force_trust: bool = Field(
         default=False, description="allow --auth trust on a non-loopback address (dangerous)"
@@ -70,6 +85,9 @@ class Settings(BaseSettings):
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     write_batch_max: int = 256
     shutdown_timeout: float = 10.0
+
+    def shared_broker(self) -> bool:
+        return not self.broker.startswith("memory://")
 
     def origins(self) -> list[str]:
         return [o.strip() for o in self.allowed_origins.split(",") if o.strip()]

@@ -34,6 +34,7 @@ from hubbub.subscription import RoomSequencer
 log = logging.getLogger("hubbub.hub")
 
 HeadFn = Callable[[str], Awaitable[int]]
+HeadsFn = Callable[[list[str]], Awaitable[dict[str, int]]]
 GapFn = Callable[[str, int, int], Awaitable[list[Event]]]
 DeliveryObserver = Callable[[int, float], None]
 
@@ -425,6 +426,37 @@ class Hub:
                 )
             return
         room.repair = None
+
+    # resync ------------------------------------------------------------------------------
+
+    async def resync(self, heads: HeadsFn) -> int:
+        """Compare every room's head in the store with what this node delivered and read the
+        difference: after a broker reconnect, and periodically, so nothing a broker dropped
+        stays missing. Returns how many events were recovered."""
+        rooms = {
+            r: room
+            for r, room in self._rooms.items()
+            if not r.startswith("@") and room.ready.done() and room.sequencer.head is not None
+        }
+        if not rooms:
+            return 0
+        recovered = 0
+        stored = await heads(list(rooms))
+        for room_id, room in rooms.items():
+            while (
+                room.sequencer.head is not None
+                and stored.get(room_id, 0) > room.sequencer.head
+                and self._rooms.get(room_id) is room
+            ):
+                found = await self._gap(room_id, room.sequencer.head, stored[room_id] + 1)
+                if not found:
+                    break
+                for e in room.sequencer.fill(found):
+                    self._enqueue(room, e)
+                    recovered += 1
+        if recovered:
+            log.info("resync recovered %d events the broker did not deliver", recovered)
+        return recovered
 
     # keep-alive --------------------------------------------------------------------------
 

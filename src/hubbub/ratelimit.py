@@ -11,8 +11,9 @@ import math
 import time
 
 from limits import RateLimitItemPerSecond
-from limits.aio.storage import MemoryStorage
+from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
 
 from hubbub.errors import RateLimited
 
@@ -21,7 +22,13 @@ class SendLimiter:
     def __init__(self, per_second: float, burst: int, storage_url: str = "memory://") -> None:
         window = max(1, round(burst / per_second)) if per_second > 0 else 1
         self._item = RateLimitItemPerSecond(burst, window)
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        storage: Storage = MemoryStorage()
+        if storage_url.startswith(("redis://", "rediss://")):
+            # Shared by every node, so a user cannot multiply the limit by switching nodes.
+            storage = storage_from_string(  # type: ignore[assignment]
+                "async+" + storage_url, implementation="redispy", key_prefix="hubbub:limits"
+            )
+        self._limiter = MovingWindowRateLimiter(storage)
         self.enabled = per_second > 0 and burst > 0
 
     async def check(self, user_id: str) -> None:

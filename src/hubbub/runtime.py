@@ -15,7 +15,9 @@ from hubbub.files.base import FileStore
 from hubbub.files.local import LocalFileStore
 from hubbub.hub import Hub
 from hubbub.metrics import Metrics
+from hubbub.presence.base import Presence
 from hubbub.presence.memory import MemoryPresence
+from hubbub.presence.redis import RedisPresence
 from hubbub.ratelimit import SendLimiter
 from hubbub.service import ChatService
 from hubbub.store.sql import SqlStore
@@ -31,7 +33,7 @@ class Runtime:
         self.store = SqlStore(
             settings.database_url(), sqlite_synchronous=settings.sqlite_synchronous
         )
-        self.broker = open_broker(settings.broker)
+        self.broker = open_broker(settings.broker, settings.broker_prefix)
         self.signer = TokenSigner(settings.resolved_secret())
         self.auth = Authenticator(
             settings.auth,
@@ -40,7 +42,14 @@ class Runtime:
             session_ttl=settings.session_ttl,
             cookie_secure=settings.cookie_secure,
         )
-        self.limiter = SendLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+        self.limiter = SendLimiter(
+            settings.rate_limit_per_second, settings.rate_limit_burst, settings.broker
+        )
+        self.presence: Presence = (
+            RedisPresence(settings.broker, grace=settings.presence_grace, ttl=settings.presence_ttl)
+            if settings.shared_broker()
+            else MemoryPresence(settings.presence_grace)
+        )
         self.hub = Hub(
             self.broker,
             self._head,
@@ -56,12 +65,13 @@ class Runtime:
             max_message_chars=settings.max_message_chars,
             write_batch_max=settings.write_batch_max,
             on_stored=self.metrics.messages.inc,
-            presence=MemoryPresence(settings.presence_grace),
+            presence=self.presence,
             typing_expiry=settings.typing_timeout,
         )
         self.files: FileStore = LocalFileStore(settings.data_dir / "files")
         self.service.files = self.files
         self._housekeeping: asyncio.Task[None] | None = None
+        self._resyncer: asyncio.Task[None] | None = None
         self.all_streams = AllRoomsStreams(self)
 
     async def _head(self, room_id: str) -> int:
@@ -78,6 +88,9 @@ class Runtime:
         await self.files.start()
         await self.hub.start()
         await self.service.start()
+        if self.settings.shared_broker():
+            self.broker.on_reconnect = self._resync  # type: ignore[attr-defined]
+            self._resyncer = asyncio.get_running_loop().create_task(self._resync_loop())
         if self.settings.retention_days is not None:
             self._housekeeping = asyncio.get_running_loop().create_task(self._purge_loop())
         if self.settings.auth == "trust":
@@ -86,8 +99,23 @@ class Runtime:
                 "For local development only."
             )
 
+    async def _resync(self) -> None:
+        await self.hub.resync(self.store.heads)
+
+    async def _resync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.resync_interval)
+            try:
+                await self._resync()
+            except Exception as exc:
+                log.warning("resync failed: %s", exc)
+
     async def stop(self) -> None:
         self.hub.close_all()
+        if self._resyncer is not None:
+            self._resyncer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._resyncer
         if self._housekeeping is not None:
             self._housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import signal
 import socket
 from types import FrameType
+from typing import Any
 
 import uvicorn
+from uvicorn._subprocess import get_subprocess
 
 from hubbub.app import HubbubApp, create_app
 from hubbub.config import Settings, is_loopback
@@ -19,9 +23,11 @@ class HubbubServer(uvicorn.Server):
     """On SIGTERM: stop accepting, end every stream (clients reconnect by ``retry:``), then let
     uvicorn finish in-flight requests and run the lifespan shutdown (which drains the writer)."""
 
-    def __init__(self, config: uvicorn.Config, app: HubbubApp) -> None:
-        super().__init__(config)
-        self.hubbub = app
+    def hubbub(self) -> HubbubApp | None:
+        app = self.config.loaded_app if self.config.loaded else None
+        while app is not None and not isinstance(app, HubbubApp):
+            app = getattr(app, "app", None)  # uvicorn's middleware wrappers
+        return app
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
@@ -32,7 +38,8 @@ class HubbubServer(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
             server.close()
-        runtime = self.hubbub.runtime
+        app = self.hubbub()
+        runtime = app.runtime if app is not None else None
         if runtime is not None:
             log.info("closing %d streams", len(runtime.hub.connections))
             runtime.hub.close_all()
@@ -51,16 +58,56 @@ def check_trust(settings: Settings) -> None:
         )
 
 
+class WorkersNeedBroker(RuntimeError):
+    pass
+
+
+def worker_app() -> HubbubApp:
+    """The app of one worker process; its settings come from the HUBBUB_* environment."""
+    return create_app(Settings())
+
+
+def _export(settings: Settings) -> None:
+    """Hand the resolved settings (the secret included) to worker processes."""
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            os.environ[f"HUBBUB_{name.upper()}"] = str(value)
+    os.environ["HUBBUB_SECRET"] = settings.resolved_secret()
+    os.environ["HUBBUB_WORKERS"] = "1"
+
+
+def _migrate(settings: Settings) -> None:
+    from hubbub.store.sql import SqlStore
+
+    async def run() -> None:
+        store = SqlStore(settings.database_url())
+        await store.start()
+        await store.close()
+
+    asyncio.run(run())
+
+
 def serve(settings: Settings) -> None:
     check_trust(settings)
+    if settings.workers > 1 and not settings.shared_broker():
+        raise WorkersNeedBroker(
+            f"--workers {settings.workers} needs a broker all processes share, e.g. "
+            "--broker redis://127.0.0.1:6379/0 (with memory:// each process would only see "
+            "its own messages)"
+        )
     level = settings.log_level.lower()
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    app = create_app(settings)
+    multi = settings.workers > 1
+    if multi:
+        _migrate(settings)  # once, before the workers race to do it
+        _export(settings)
+    app: HubbubApp | str = "hubbub.server:worker_app" if multi else create_app(settings)
     config = uvicorn.Config(
         app,
+        factory=multi,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
@@ -78,4 +125,44 @@ def serve(settings: Settings) -> None:
         server_header=False,
         date_header=False,
     )
-    HubbubServer(config, app).run()
+    if not multi:
+        HubbubServer(config).run()
+        return
+    run_workers(config, settings.workers)
+
+
+def run_workers(config: uvicorn.Config, count: int) -> None:
+    """``count`` processes share one listening socket; SIGTERM/SIGINT is passed on to each,
+    which drains as a single server does; a worker that dies is replaced."""
+    sock = config.bind_socket()
+    server = HubbubServer(config)
+    stopping = False
+
+    def spawn() -> Any:
+        process = get_subprocess(config, server.run, [sock])
+        process.start()
+        return process
+
+    workers = [spawn() for _ in range(count)]
+
+    def stop(sig: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        for process in workers:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("started %d workers", count)
+    while not stopping:
+        for i, process in enumerate(workers):
+            process.join(timeout=0.2)
+            if process.exitcode is not None and not stopping:
+                log.error(
+                    "worker %s exited with %s; starting another", process.pid, process.exitcode
+                )
+                workers[i] = spawn()
+    for process in workers:
+        process.join()
+    sock.close()

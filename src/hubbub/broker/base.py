@@ -31,11 +31,15 @@ class Broker(Protocol):
     async def unsubscribe(self, room_id: str) -> None: ...
 
 
-def open_broker(url: str) -> Broker:
+def open_broker(url: str, prefix: str = "chat:room:") -> Broker:
     """Pick a backend by the URL's scheme; each is imported only when used."""
     scheme = url.split("://", 1)[0]
     if scheme == "memory":
         from hubbub.broker.memory import MemoryBroker
 
         return MemoryBroker()
-    raise ValueError(f"unknown broker URL scheme {scheme!r} (known: memory://)")
+    if scheme in ("redis", "rediss", "unix"):
+        from hubbub.broker.redis import RedisBroker
+
+        return RedisBroker(url, prefix=prefix)
+    raise ValueError(f"unknown broker URL scheme {scheme!r} (known: memory://, redis://)")

@@ -747,6 +747,13 @@ class SqlStore:
         row = await self._first(sa.select(counters.c.value).where(counters.c.name == "messages"))
         return 0 if row is None else int(row.value)
 
+    async def heads(self, room_ids: list[str]) -> dict[str, int]:
+        """Each room's newest seq, in one query."""
+        rows = await self._all(
+            sa.select(rooms.c.id, rooms.c.last_seq).where(rooms.c.id.in_(room_ids))
+        )
+        return {r.id: int(r.last_seq) for r in rows}
+
     async def room_ids_of(self, user_id: str) -> list[str]:
         rows = await self._all(sa.select(members.c.room_id).where(members.c.user_id == user_id))
         return [r.room_id for r in rows]

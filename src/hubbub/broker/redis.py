@@ -1,0 +1,120 @@
+"""Redis pub/sub between nodes: a channel per room (``chat:room:<id>``, the seed's naming).
+
+Each node subscribes only to the rooms it has local listeners for, on one pub/sub connection,
+read by one task. Redis pub/sub is at-most-once: while a connection is down, whatever was
+published is gone. That is fine here — the store is the source of truth: when the connection
+comes back (with exponential back-off) the node re-subscribes and calls ``on_reconnect``; the
+hub then compares each room's head in the store with what it has delivered and reads the
+difference. A periodic check does the same for anything lost without a disconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from hubbub.broker.base import EventCallback
+from hubbub.encoding import Event
+
+log = logging.getLogger("hubbub.broker.redis")
+
+MAX_BACKOFF = 5.0
+
+
+class RedisBroker:
+    def __init__(self, url: str, prefix: str = "chat:room:") -> None:
+        self._url = url
+        self._prefix = prefix
+        self._client = aioredis.Redis.from_url(
+            url, socket_connect_timeout=3, socket_timeout=5, health_check_interval=15
+        )
+        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        self._rooms: set[str] = set()
+        self._on_event: EventCallback | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+        self.on_reconnect: Callable[[], Awaitable[None]] | None = None
+
+    def channel(self, room_id: str) -> str:
+        return self._prefix + room_id
+
+    async def start(self, on_event: EventCallback) -> None:
+        self._on_event = on_event
+        await self._client.ping()
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        with contextlib.suppress(RedisError, OSError):
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        with contextlib.suppress(RedisError, OSError):
+            await self._client.aclose()
+
+    async def ping(self) -> None:
+        await self._client.ping()
+
+    async def publish(self, event: Event) -> None:
+        await self._client.publish(self.channel(event.room_id), event.wire())
+
+    async def subscribe(self, room_id: str) -> None:
+        self._rooms.add(room_id)
+        try:
+            await self._pubsub.subscribe(self.channel(room_id))
+            self._subscribed.set()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            # The reader re-subscribes everything in ``_rooms`` once Redis is back.
+            log.warning("subscribe to %s deferred: %s", room_id, exc)
+
+    async def unsubscribe(self, room_id: str) -> None:
+        self._rooms.discard(room_id)
+        with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
+            await self._pubsub.unsubscribe(self.channel(room_id))
+
+    async def _read(self) -> None:
+        backoff = 0.1
+        lost = False
+        while True:
+            try:
+                if not self._rooms:
+                    self._subscribed.clear()
+                    await self._subscribed.wait()
+                if lost:
+                    await self._resubscribe()
+                    lost = False
+                    backoff = 0.1
+                    log.info("redis pub/sub is back; repairing from the store")
+                    if self.on_reconnect is not None:
+                        await self.on_reconnect()
+                message = await self._pubsub.get_message(timeout=1.0)
+                if message is None or message.get("type") != "message":
+                    continue
+                if self._on_event is not None:
+                    try:
+                        self._on_event(Event.from_wire(message["data"]))
+                    except Exception:
+                        log.exception("bad event on %s", message.get("channel"))
+            except asyncio.CancelledError:
+                raise
+            except (RedisConnectionError, RedisTimeoutError, OSError, RuntimeError) as exc:
+                if not lost:
+                    log.warning("redis pub/sub lost: %s; reconnecting", exc)
+                lost = True
+                await asyncio.sleep(backoff)
+                backoff = min(MAX_BACKOFF, backoff * 2)
+
+    async def _resubscribe(self) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        if self._rooms:
+            await self._pubsub.subscribe(*[self.channel(r) for r in self._rooms])
