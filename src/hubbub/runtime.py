@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from functools import partial
 
 from hubbub.auth.identity import Authenticator
 from hubbub.auth.tokens import TokenSigner
@@ -22,6 +23,7 @@ from hubbub.ratelimit import SendLimiter
 from hubbub.service import ChatService
 from hubbub.store.sql import SqlStore
 from hubbub.transports.events import AllRoomsStreams
+from hubbub.typing_redis import RedisTypingTracker
 
 log = logging.getLogger("hubbub")
 
@@ -67,6 +69,11 @@ class Runtime:
             on_stored=self.metrics.messages.inc,
             presence=self.presence,
             typing_expiry=settings.typing_timeout,
+            typing_factory=(
+                partial(RedisTypingTracker, settings.broker, expiry=settings.typing_timeout)
+                if settings.shared_broker()
+                else None
+            ),
         )
         self.files: FileStore = LocalFileStore(settings.data_dir / "files")
         self.service.files = self.files

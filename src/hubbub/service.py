@@ -41,7 +41,7 @@ from hubbub.models import (
 from hubbub.presence.base import Presence, Status
 from hubbub.presence.memory import MemoryPresence
 from hubbub.store.base import AppendOutcome, AppendRequest, AppendResult, RoomView, Store
-from hubbub.typing_state import TypingTracker
+from hubbub.typing_state import Typing, TypingCallback, TypingTracker
 
 log = logging.getLogger("hubbub.service")
 
@@ -109,11 +109,16 @@ class ChatService:
         on_stored: Callable[[int], None] | None = None,
         presence: Presence | None = None,
         typing_expiry: float = 5.0,
+        typing_factory: Callable[[TypingCallback], Typing] | None = None,
     ) -> None:
         self.store = store
         self.broker = broker
         self.presence: Presence = presence or MemoryPresence()
-        self.typing = TypingTracker(self._typing_changed, typing_expiry)
+        self.typing: Typing = (
+            typing_factory(self._typing_changed)
+            if typing_factory is not None
+            else TypingTracker(self._typing_changed, typing_expiry)
+        )
         self.trust = trust
         self.max_message_chars = max_message_chars
         self._batch_max = write_batch_max

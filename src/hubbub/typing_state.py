@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 TypingCallback = Callable[[str, str, str, bool], Coroutine[Any, Any, None]]
+
+
+class Typing(Protocol):
+    """Where typing state lives: this process (below) or Redis (``typing_redis.py``)."""
+
+    async def set(self, room_id: str, user_id: str, username: str, is_typing: bool) -> bool: ...
+    def active(self, room_id: str, user_id: str) -> bool: ...
+    def close(self) -> None: ...
 
 
 class TypingTracker:
