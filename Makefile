@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)
 ARGS ?=
 
-.PHONY: install serve test lint typecheck unit integration bench clean lock
+.PHONY: install serve test lint typecheck unit integration bench clean lock system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,12 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: lint typecheck  ## ruff, mypy --strict and the whole pytest suite
+# Debian packages the suite drives for real: nginx (proxy tests). Installed only when missing.
+system-deps:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light)
+
+test: lint typecheck system-deps  ## ruff, mypy --strict and the whole pytest suite
 	$(BIN)/pytest
 
 unit: install
