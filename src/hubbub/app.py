@@ -24,6 +24,7 @@ from hubbub.runtime import Runtime
 from hubbub.transports.longpoll import poll
 from hubbub.transports.sse import room_stream
 from hubbub.transports.websocket import websocket_endpoint
+from hubbub.web import install as install_web_app
 
 DESCRIPTION = """\
 Hubbub is a real-time chat server: receive over Server-Sent Events, send with HTTP POST,
@@ -138,6 +139,7 @@ def build_fastapi(holder: HubbubApp) -> FastAPI:
     app.include_router(search.router)
     app.include_router(files.router)
     openapi_docs.install(app)
+    install_web_app(app)  # the browser app: GET / and /static/*
     return app
 
 

@@ -24,6 +24,20 @@ def to_json(value: Any) -> bytes:
     return _json.encode(value)
 
 
+def line_safe_json(value: Any) -> bytes:
+    """JSON with U+0085, U+2028 and U+2029 escaped. They are legal in JSON and SSE, but many
+    line readers (Python's ``splitlines``, some proxies) treat them as line breaks and would cut
+    an event's ``data:`` line in two. Escaped, they decode to the same text."""
+    data = _json.encode(value)
+    if b"\xe2\x80\xa8" in data or b"\xe2\x80\xa9" in data or b"\xc2\x85" in data:
+        data = (
+            data.replace(b"\xe2\x80\xa8", b"\\u2028")
+            .replace(b"\xe2\x80\xa9", b"\\u2029")
+            .replace(b"\xc2\x85", b"\\u0085")
+        )
+    return data
+
+
 class Event:
     """One thing that happened in a room. ``seq`` (the room's) and ``position`` (the all-rooms
     stream's) are set for chat messages only. Each wire form is built at most once."""
@@ -63,11 +77,11 @@ class Event:
 
     @classmethod
     def message(cls, msg: Message, position: int | None = None) -> Event:
-        return cls(msg.room_id, "message", _json.encode(msg), msg.seq, position=position)
+        return cls(msg.room_id, "message", line_safe_json(msg), msg.seq, position=position)
 
     @classmethod
     def named(cls, room_id: str, name: str, payload: Any, exclude: str | None = None) -> Event:
-        return cls(room_id, name, _json.encode(payload), exclude=exclude)
+        return cls(room_id, name, line_safe_json(payload), exclude=exclude)
 
     @property
     def sse(self) -> bytes:

@@ -349,7 +349,7 @@ class Hub:
         if slow:
             for conn in slow:
                 room.listeners.discard(conn)
-                self._cut_off(conn)
+                self.cut_off(conn)
         if self._on_delivered is not None:
             self._on_delivered(len(room.listeners) * len(batch), now - batch[0].born)
 
@@ -375,7 +375,7 @@ class Hub:
                     conn.position = e.position
             if conn.flow.write_paused:
                 self._all_conns.discard(conn)
-                self._cut_off(conn)
+                self.cut_off(conn)
 
     @staticmethod
     def _without_repeated_presence(conn: Connection, events: list[Event]) -> list[Event]:
@@ -393,7 +393,7 @@ class Hub:
             out.append(e)
         return out
 
-    def _cut_off(self, conn: Connection) -> None:
+    def cut_off(self, conn: Connection) -> None:
         log.info("cutting off slow %s stream of %s", conn.kind, conn.user_id)
         conn.abort()
         if self._on_cutoff is not None:

@@ -132,3 +132,34 @@ async def test_two_hundred_acknowledged_messages_survive_kill_9(data_dir: Path) 
             assert r.json()["message"]["seq"] == 201
     finally:
         server.stop()
+
+
+async def test_a_cursor_from_the_future_is_treated_as_now(trust_server: Server) -> None:
+    """A cursor past the room's head (e.g. from a database that was reset) must not make a
+    client wait for ever: every transport treats it as the current head."""
+    room = "future"
+    async with client(trust_server.url) as http:
+        for text in ("a", "b"):
+            r = await http.post(
+                "/chat/messages", headers={"User-ID": "w"}, json={"room_id": room, "message": text}
+            )
+            assert r.status_code == 201
+        async with open_stream(
+            http, f"/chat/room/{room}/events", headers={"User-ID": "r", "Last-Event-ID": "1000"}
+        ) as s:
+            poll = asyncio.create_task(
+                http.get(
+                    f"/chat/room/{room}/poll",
+                    params={"after": 1000, "timeout": 10},
+                    headers={"User-ID": "r"},
+                )
+            )
+            await asyncio.sleep(0.3)
+            r = await http.post(
+                "/chat/messages", headers={"User-ID": "w"}, json={"room_id": room, "message": "c"}
+            )
+            assert r.status_code == 201
+            msgs = await s.wait_messages(1)
+            assert [m["text"] for m in msgs] == ["c"]
+            polled = (await poll).json()
+            assert [m["text"] for m in polled] == ["c"]

@@ -69,7 +69,7 @@ async def poll(rt: Runtime, scope: Scope, receive: Receive, send: Send, room_id:
         timeout = _number(params, "timeout", DEFAULT_TIMEOUT, MAX_TIMEOUT)
         limit = int(_number(params, "limit", 100, MAX_LIMIT) or 1)
         who = await rt.auth.identify(credentials(scope, params), ensure_user=False)
-        await rt.service.open_room(who, room_id)
+        room = await rt.service.open_room(who, room_id)
     except HubbubError as exc:
         await send_error(send, exc)
         return
@@ -90,7 +90,9 @@ async def poll(rt: Runtime, scope: Scope, receive: Receive, send: Send, room_id:
     await rt.service.presence.connect(who.user_id, conn_id)
     try:
         await rt.hub.attach(conn, room_id, replaying=True)
-        after = int(after_f) if after_f is not None else rt.hub.head(room_id)
+        head = max(room.last_seq, rt.hub.head(room_id))
+        # No `after`: the next message. A cursor from the future (another database): now.
+        after = head if after_f is None else min(int(after_f), head)
         found = await rt.store.history(room_id, after=after, limit=limit)
         if found:
             body = to_json(found)

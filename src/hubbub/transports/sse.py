@@ -105,6 +105,8 @@ async def room_stream(
     try:
         await presence.connect(who.user_id, conn_id)
         await rt.hub.attach(conn, room_id, replaying=cursor is not None)
+        if cursor is not None:
+            cursor = min(cursor, max(room.last_seq, rt.hub.head(room_id)))  # a future cursor
         # `connected` carries an id (the head now, or the client's cursor), so a client that
         # drops before its first message still resumes from here, not from "live only".
         start = cursor if cursor is not None else rt.hub.head(room_id)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("hubbub.ws")
 
 POLICY_VIOLATION = 1008
+MAX_SEQ = 2**53
 SERVICE_RESTART = 1012
 
 
@@ -91,6 +92,9 @@ class WebSocketSession:
         if ref is not None:
             head += b',"ref":' + to_json(ref)
         self.conn.send_frames(ws_text_frame(head + b',"data":' + body + b"}"))
+        if self.conn.flow.write_paused:
+            # It sends but does not read: its replies may not pile up without bound either.
+            self.rt.hub.cut_off(self.conn)
 
     def error(self, exc: HubbubError, ref: Any = None) -> None:
         self.reply("error", exc.body()["error"], ref)
@@ -108,6 +112,11 @@ class WebSocketSession:
             await self._dispatch(op)
         except HubbubError as exc:
             self.error(exc, op.ref)
+        except Exception:
+            log.exception("websocket op %r of %s failed", op.op, self.who.user_id)
+            self.error(
+                HubbubError("the server failed on this frame", code="internal_error"), op.ref
+            )
 
     def _room(self, op: _Op) -> str:
         if not op.room_id:
@@ -120,15 +129,16 @@ class WebSocketSession:
             self.reply("pong", {}, op.ref)
         elif op.op == "subscribe":
             room_id = self._room(op)
-            if op.after_seq is not None and op.after_seq < 0:
-                raise Invalid("after_seq must be ≥ 0", code="invalid_cursor")
+            if op.after_seq is not None and not 0 <= op.after_seq <= MAX_SEQ:
+                raise Invalid("after_seq must be a message seq", code="invalid_cursor")
             if room_id in self.conn.room_set:
                 raise Invalid(f"already subscribed to {room_id!r}", code="already_subscribed")
-            await rt.service.open_room(who, room_id)
+            room = await rt.service.open_room(who, room_id)
             await rt.hub.attach(self.conn, room_id, replaying=op.after_seq is not None)
-            self.reply("subscribed", {"room_id": room_id, "head_seq": rt.hub.head(room_id)}, op.ref)
+            head = max(room.last_seq, rt.hub.head(room_id))
+            self.reply("subscribed", {"room_id": room_id, "head_seq": head}, op.ref)
             if op.after_seq is not None:
-                await replay(rt, self.conn, room_id, op.after_seq)
+                await replay(rt, self.conn, room_id, min(op.after_seq, head))
         elif op.op == "unsubscribe":
             room_id = self._room(op)
             await rt.hub.detach_room(self.conn, room_id)

@@ -1,0 +1,555 @@
+/**
+ * hubbub.js — a small browser client for Hubbub (ES module, no dependencies).
+ *
+ *   import { Hubbub } from '/static/hubbub.js';
+ *   const hub = new Hubbub();                  // same origin, session cookie (after login)
+ *   hub.on('message', (m) => show(m));         // every room you belong to, in order, once
+ *   hub.on('state', ({ state }) => banner(state));
+ *   hub.connect();                             // GET /chat/events; resumes by itself
+ *   await hub.send('general', 'hello');        // client_msg_id + retry: never lost, never twice
+ *
+ * Documented in docs/client-js.md. The web app at `/` is built on it.
+ */
+
+/** The named events of `GET /chat/events` (a chat message itself is the unnamed event). */
+export const EVENTS = Object.freeze([
+  'connected',
+  'reset',
+  'message_edited',
+  'message_deleted',
+  'reaction',
+  'typing',
+  'presence',
+  'member_joined',
+  'member_left',
+  'read',
+]);
+
+/** An error answer from the server (`{"error": {code, message, details}}`) or a failed call. */
+export class HubbubError extends Error {
+  /**
+   * @param {number} status HTTP status (0 when the request never got an answer)
+   * @param {string} code the server's snake_case error code
+   * @param {string} message a human sentence
+   * @param {unknown} [details]
+   * @param {number|null} [retryAfter] seconds, from `Retry-After` (429, 503)
+   */
+  constructor(status, code, message, details = undefined, retryAfter = null) {
+    super(message);
+    this.name = 'HubbubError';
+    this.status = status;
+    this.code = code;
+    this.details = details;
+    this.retryAfter = retryAfter;
+  }
+}
+
+/** A random id for `client_msg_id` (works on plain http too, unlike `crypto.randomUUID`). */
+export function newClientMsgId() {
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes);
+  return 'c-' + Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** Whether an error is worth retrying: no answer at all, 408, 429 or a 5xx. */
+export function isRetryable(error) {
+  if (error instanceof HubbubError) {
+    return error.status === 0 || error.status === 408 || error.status === 429 || error.status >= 500;
+  }
+  return error instanceof TypeError; // fetch's "Failed to fetch": the network, not the server
+}
+
+const sleep = (ms, signal) =>
+  new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+
+/** Exponential back-off with jitter: ~0.5 s, 1 s, 2 s, 4 s … capped at `cap`. */
+function backoff(attempt, cap = 10_000) {
+  const base = Math.min(cap, 500 * 2 ** attempt);
+  return Math.round(base / 2 + Math.random() * (base / 2));
+}
+
+export class Hubbub {
+  /**
+   * @param {object} [options]
+   * @param {string} [options.baseUrl] server origin, '' (default) for the page's own
+   * @param {string|(() => string|Promise<string>)|null} [options.token] a bearer token (or a
+   *   function returning one, e.g. after a refresh); without it the session cookie is used
+   * @param {RequestCredentials} [options.credentials] fetch credentials ('same-origin')
+   * @param {number} [options.retries] how many times `send` retries (default 8)
+   * @param {typeof fetch} [options.fetch]
+   * @param {typeof EventSource} [options.EventSource]
+   */
+  constructor(options = {}) {
+    this.baseUrl = (options.baseUrl ?? '').replace(/\/$/, '');
+    this.token = options.token ?? null;
+    this.credentials = options.credentials ?? 'same-origin';
+    this.retries = options.retries ?? 8;
+    this._fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
+    this._EventSource = options.EventSource ?? globalThis.EventSource;
+    this._listeners = new Map();
+    this._state = 'closed';
+    this._es = null;
+    this._cursor = null;
+    this._userId = null;
+    this._lastSeq = new Map(); // room_id → newest seq delivered on this connection
+    this._queue = Promise.resolve();
+    this._attempt = 0;
+    this._timer = null;
+    this._wanted = false;
+  }
+
+  // events --------------------------------------------------------------------------------
+
+  /**
+   * Listen: 'message', every named event of the stream (see EVENTS), 'state'
+   * ({state, previous}), 'unauthorized' (the session is gone), or '*' (every event, as
+   * `fn(type, data)`). Returns a function that removes the listener.
+   */
+  on(type, fn) {
+    if (!this._listeners.has(type)) this._listeners.set(type, new Set());
+    this._listeners.get(type).add(fn);
+    return () => this.off(type, fn);
+  }
+
+  off(type, fn) {
+    this._listeners.get(type)?.delete(fn);
+  }
+
+  emit(type, data) {
+    for (const fn of this._listeners.get(type) ?? []) {
+      try {
+        fn(data);
+      } catch (err) {
+        console.error(`hubbub: a '${type}' listener failed`, err);
+      }
+    }
+    if (type !== 'state') {
+      for (const fn of this._listeners.get('*') ?? []) {
+        try {
+          fn(type, data);
+        } catch (err) {
+          console.error('hubbub: a * listener failed', err);
+        }
+      }
+    }
+  }
+
+  /** 'closed' | 'connecting' | 'open' | 'reconnecting' */
+  get state() {
+    return this._state;
+  }
+
+  /** The stream's opaque cursor: the last `id:` seen (pass it to `connect` to resume later). */
+  get cursor() {
+    return this._cursor;
+  }
+
+  /** The caller's user id, from the stream's `connected` event. */
+  get userId() {
+    return this._userId;
+  }
+
+  _setState(state) {
+    if (state === this._state) return;
+    const previous = this._state;
+    this._state = state;
+    this.emit('state', { state, previous });
+  }
+
+  // the stream ----------------------------------------------------------------------------
+
+  /**
+   * Open `GET /chat/events`: one stream for every room you belong to. The browser resumes by
+   * itself after a drop (`Last-Event-ID`); when it gives up (an error status, a spent ticket)
+   * this client reconnects with back-off and `?last_event_id=`, so nothing is missed. Messages
+   * are delivered once each, in `seq` order per room; a hole (which the server should never
+   * leave) is filled from history before going on.
+   * @param {{cursor?: string}} [options] resume from a cursor you kept
+   */
+  connect(options = {}) {
+    if (options.cursor) this._cursor = options.cursor;
+    this._wanted = true;
+    if (this._es || this._timer) return;
+    this._setState(this._cursor ? 'reconnecting' : 'connecting');
+    this._open();
+  }
+
+  /** Close the stream (no reconnection). */
+  close() {
+    this._wanted = false;
+    clearTimeout(this._timer);
+    this._timer = null;
+    this._es?.close();
+    this._es = null;
+    this._setState('closed');
+  }
+
+  async _open() {
+    this._timer = null;
+    const params = new URLSearchParams();
+    if (this._cursor) params.set('last_event_id', this._cursor);
+    if (this.token) {
+      try {
+        params.set('ticket', (await this.ticket()).ticket);
+      } catch (err) {
+        this._reconnectLater(err);
+        return;
+      }
+    }
+    if (!this._wanted) return;
+    const query = params.toString();
+    const url = `${this.baseUrl}/chat/events${query ? '?' + query : ''}`;
+    const es = new this._EventSource(url, { withCredentials: this.credentials === 'include' });
+    this._es = es;
+    es.onopen = () => {
+      if (this._es !== es) return;
+      this._attempt = 0;
+      this._setState('open');
+    };
+    es.onerror = () => {
+      if (this._es !== es) return;
+      // CONNECTING: the browser retries by itself with Last-Event-ID. CLOSED: it gave up.
+      // A ticket is single-use, so with a token every retry needs a fresh URL: do it here.
+      if (es.readyState === this._EventSource.CLOSED || this.token) {
+        es.close();
+        this._es = null;
+        this._reconnectLater(null);
+      }
+      this._setState('reconnecting');
+    };
+    es.onmessage = (e) => this._receive('message', e);
+    for (const name of EVENTS) es.addEventListener(name, (e) => this._receive(name, e));
+  }
+
+  async _reconnectLater(error) {
+    if (!this._wanted) return;
+    this._setState('reconnecting');
+    // An error status ends EventSource without telling which: ask who we are.
+    let status = error instanceof HubbubError ? error.status : null;
+    if (status === null) {
+      try {
+        await this.me();
+      } catch (err) {
+        status = err instanceof HubbubError ? err.status : null;
+      }
+    }
+    if (status === 401) {
+      this.close();
+      this.emit('unauthorized', error);
+      return;
+    }
+    if (!this._wanted) return;
+    this._timer = setTimeout(() => this._open(), backoff(this._attempt++, 15_000));
+  }
+
+  _receive(type, e) {
+    if (e.lastEventId) this._cursor = e.lastEventId;
+    let data;
+    try {
+      data = JSON.parse(e.data);
+    } catch {
+      return;
+    }
+    // One queue keeps delivery in order even while a hole is being filled.
+    this._queue = this._queue.then(() => this._deliver(type, data)).catch((err) => {
+      console.error('hubbub: delivering an event failed', err);
+    });
+  }
+
+  async _deliver(type, data) {
+    if (type === 'message') {
+      const room = data.room_id;
+      const last = this._lastSeq.get(room);
+      if (last !== undefined && data.seq <= last) return; // already delivered
+      if (last !== undefined && data.seq > last + 1) await this._fill(room, last, data.seq);
+      this._lastSeq.set(room, data.seq);
+      this.emit('message', data);
+      return;
+    }
+    if (type === 'connected') this._userId = data.user_id ?? this._userId;
+    if (type === 'reset') this._lastSeq.delete(data.room_id);
+    if (type === 'member_left' && data.user_id === this._userId) this._lastSeq.delete(data.room_id);
+    this.emit(type, data);
+  }
+
+  async _fill(room, last, upTo) {
+    let after = last;
+    try {
+      while (after < upTo - 1) {
+        const page = await this.history(room, { after, before: upTo, limit: 200 });
+        if (!page.length) break;
+        for (const m of page) {
+          if (m.seq > after) {
+            after = m.seq;
+            this._lastSeq.set(room, m.seq);
+            this.emit('message', m);
+          }
+        }
+      }
+    } catch (err) {
+      console.warn('hubbub: could not fill a gap in', room, err);
+    }
+  }
+
+  // HTTP ----------------------------------------------------------------------------------
+
+  /**
+   * One JSON call. Throws HubbubError for an error status, TypeError when there is no answer.
+   * @param {string} method
+   * @param {string} path e.g. '/chat/rooms'
+   * @param {{body?: unknown, query?: Record<string, unknown>, signal?: AbortSignal}} [init]
+   */
+  async request(method, path, { body, query, signal } = {}) {
+    let url = this.baseUrl + path;
+    if (query) {
+      const params = new URLSearchParams();
+      for (const [k, v] of Object.entries(query)) {
+        if (v !== undefined && v !== null && v !== '') params.set(k, String(v));
+      }
+      const qs = params.toString();
+      if (qs) url += '?' + qs;
+    }
+    const headers = { Accept: 'application/json' };
+    const token = typeof this.token === 'function' ? await this.token() : this.token;
+    if (token) headers.Authorization = `Bearer ${token}`;
+    const init = { method, headers, credentials: this.credentials, signal };
+    if (body instanceof FormData) {
+      init.body = body;
+    } else if (body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    const res = await this._fetch(url, init);
+    const text = await res.text();
+    let data = null;
+    if (text) {
+      try {
+        data = JSON.parse(text);
+      } catch {
+        data = text;
+      }
+    }
+    if (!res.ok) {
+      const err = data && typeof data === 'object' && data.error ? data.error : {};
+      const retry = Number.parseFloat(res.headers.get('Retry-After') ?? '');
+      throw new HubbubError(
+        res.status,
+        err.code ?? `http_${res.status}`,
+        err.message ?? (res.statusText || `HTTP ${res.status}`),
+        err.details,
+        Number.isFinite(retry) ? retry : null,
+      );
+    }
+    return data;
+  }
+
+  /**
+   * Run `fn` until it succeeds, retrying what is worth retrying (see isRetryable) with
+   * back-off, honouring `Retry-After`. `onRetry({attempt, delay, error})` is told each time.
+   */
+  async retry(fn, { retries = this.retries, signal, onRetry } = {}) {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn();
+      } catch (error) {
+        if (attempt >= retries || !isRetryable(error) || signal?.aborted) throw error;
+        const delay =
+          error instanceof HubbubError && error.retryAfter !== null
+            ? Math.max(0, error.retryAfter * 1000)
+            : backoff(attempt);
+        onRetry?.({ attempt: attempt + 1, delay, error });
+        await sleep(delay, signal);
+      }
+    }
+  }
+
+  /**
+   * Send a text message. A `client_msg_id` is generated (or give yours): retries after a
+   * network error, a 5xx or a 429 reuse it, so the server stores the message once whatever
+   * happens. Resolves with the stored message (its `id`, `seq`, …).
+   * @param {string} roomId
+   * @param {string} text
+   * @param {{clientMsgId?: string, timestamp?: number|string, retries?: number,
+   *          signal?: AbortSignal, onRetry?: Function}} [options]
+   */
+  async send(roomId, text, options = {}) {
+    const body = {
+      room_id: roomId,
+      message: text,
+      client_msg_id: options.clientMsgId ?? newClientMsgId(),
+      timestamp: options.timestamp ?? Date.now(),
+    };
+    const out = await this.retry(() => this.request('POST', '/chat/messages', { body, signal: options.signal }), options);
+    return out.message;
+  }
+
+  /**
+   * Upload a file to a room (multipart; the server streams it to disk). Resolves with the
+   * `type: "file"` message. `onProgress(fraction)` follows the upload. Not retried: an upload
+   * has no idempotency key.
+   */
+  upload(roomId, file, { caption, onProgress, signal } = {}) {
+    const form = new FormData();
+    form.append('file', file, file.name);
+    if (caption) form.append('message', caption);
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open('POST', `${this.baseUrl}/chat/room/${encodeURIComponent(roomId)}/files`);
+      xhr.withCredentials = this.credentials === 'include';
+      xhr.responseType = 'json';
+      const go = (token) => {
+        if (token) xhr.setRequestHeader('Authorization', `Bearer ${token}`);
+        xhr.send(form);
+      };
+      xhr.upload.onprogress = (e) => {
+        if (e.lengthComputable) onProgress?.(e.loaded / e.total);
+      };
+      xhr.onload = () => {
+        const data = xhr.response;
+        if (xhr.status >= 200 && xhr.status < 300) {
+          resolve(data.message);
+          return;
+        }
+        const err = data?.error ?? {};
+        reject(new HubbubError(xhr.status, err.code ?? `http_${xhr.status}`, err.message ?? `HTTP ${xhr.status}`, err.details));
+      };
+      xhr.onerror = () => reject(new HubbubError(0, 'network_error', 'the upload did not reach the server'));
+      xhr.onabort = () => reject(new HubbubError(0, 'aborted', 'the upload was cancelled'));
+      signal?.addEventListener('abort', () => xhr.abort(), { once: true });
+      if (typeof this.token === 'function') Promise.resolve(this.token()).then(go, reject);
+      else go(this.token);
+    });
+  }
+
+  // accounts ------------------------------------------------------------------------------
+
+  register(username, password) {
+    return this.request('POST', '/auth/register', { body: { username, password } });
+  }
+
+  /** Signs in; the server also sets the HttpOnly session cookie that the stream uses. */
+  login(username, password) {
+    return this.request('POST', '/auth/login', { body: { username, password } });
+  }
+
+  async logout() {
+    this.close();
+    return this.request('POST', '/auth/logout', { body: {} });
+  }
+
+  me() {
+    return this.request('GET', '/auth/me');
+  }
+
+  ticket() {
+    return this.request('POST', '/auth/ticket', { body: {} });
+  }
+
+  // rooms ---------------------------------------------------------------------------------
+
+  /** `{rooms: [...]}`: yours (with `unread` and `last_message`) and every public one. */
+  rooms() {
+    return this.request('GET', '/chat/rooms');
+  }
+
+  createRoom(name, { visibility = 'public', id } = {}) {
+    return this.request('POST', '/chat/rooms', { body: { name, visibility, ...(id ? { id } : {}) } });
+  }
+
+  room(roomId) {
+    return this.request('GET', `/chat/room/${encodeURIComponent(roomId)}`);
+  }
+
+  join(roomId) {
+    return this.request('POST', `/chat/room/${encodeURIComponent(roomId)}/join`, { body: {} });
+  }
+
+  leave(roomId) {
+    return this.request('POST', `/chat/room/${encodeURIComponent(roomId)}/leave`, { body: {} });
+  }
+
+  members(roomId) {
+    return this.request('GET', `/chat/room/${encodeURIComponent(roomId)}/members`);
+  }
+
+  invite(roomId, username) {
+    return this.request('POST', `/chat/room/${encodeURIComponent(roomId)}/members`, { body: { username } });
+  }
+
+  // messages ------------------------------------------------------------------------------
+
+  /** Messages oldest first; without before/after the newest `limit`. */
+  history(roomId, { before, after, limit = 50 } = {}) {
+    return this.request('GET', `/chat/room/${encodeURIComponent(roomId)}/history`, {
+      query: { before, after, limit },
+    });
+  }
+
+  edit(messageId, text) {
+    return this.request('PATCH', `/chat/messages/${encodeURIComponent(messageId)}`, { body: { message: text } });
+  }
+
+  deleteMessage(messageId) {
+    return this.request('DELETE', `/chat/messages/${encodeURIComponent(messageId)}`);
+  }
+
+  react(messageId, reaction) {
+    return this.request('POST', `/chat/messages/${encodeURIComponent(messageId)}/reactions`, { body: { reaction } });
+  }
+
+  unreact(messageId, reaction) {
+    return this.request(
+      'DELETE',
+      `/chat/messages/${encodeURIComponent(messageId)}/reactions/${encodeURIComponent(reaction)}`,
+    );
+  }
+
+  markRead(roomId, seq) {
+    return this.request('POST', `/chat/room/${encodeURIComponent(roomId)}/read`, { body: { seq } });
+  }
+
+  typing(roomId, isTyping) {
+    return this.request('POST', `/chat/room/${encodeURIComponent(roomId)}/typing`, { body: { is_typing: isTyping } });
+  }
+
+  setPresence(status) {
+    return this.request('PUT', '/chat/presence', { body: { status } });
+  }
+
+  /** `{results, next_before}`; pass `next_before` back as `before` for the next page. */
+  search(q, { roomId, before, limit } = {}) {
+    return this.request('GET', '/chat/search', { query: { q, room_id: roomId, before, limit } });
+  }
+}
+
+/**
+ * Split `text` by search `highlights` ([start, end) in Unicode code points) into
+ * `[{text, match}]` pieces — render each as text, never as HTML.
+ */
+export function highlightPieces(text, highlights = []) {
+  const chars = Array.from(text);
+  const out = [];
+  let at = 0;
+  for (const [start, end] of [...highlights].sort((a, b) => a[0] - b[0])) {
+    if (start < at) continue;
+    if (start > at) out.push({ text: chars.slice(at, start).join(''), match: false });
+    out.push({ text: chars.slice(start, end).join(''), match: true });
+    at = end;
+  }
+  if (at < chars.length) out.push({ text: chars.slice(at).join(''), match: false });
+  return out;
+}
