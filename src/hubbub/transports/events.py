@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -23,7 +22,13 @@ from hubbub.api.raw import Receive, Scope, Send, credentials, header, query, sen
 from hubbub.encoding import Event, cursor, parse_cursor, sse_named, sse_retry
 from hubbub.errors import BadRequest, HubbubError, Unavailable
 from hubbub.hub import Connection, personal_channel
-from hubbub.transports.sse import SSE_HEADERS, drop_when_unacknowledged, uvicorn_seam
+from hubbub.transports.handoff import hand_over
+from hubbub.transports.sse import (
+    SSE_HEADERS,
+    drop_when_unacknowledged,
+    keep_until_lost,
+    uvicorn_seam,
+)
 
 if TYPE_CHECKING:
     from hubbub.runtime import Runtime
@@ -73,9 +78,18 @@ class AllRoomsStreams:
         conn = Connection(transport, flow, who.user_id, "all")
         gauge = rt.metrics.connections.labels("sse")
         gauge.inc()
-        conn_id = uuid.uuid4().hex
+        conn_id = f"{id(conn):x}"
         self._locks[conn] = lock = asyncio.Lock()
         self.streams.add(conn)
+        user_id = who.user_id
+
+        async def cleanup() -> None:
+            gauge.dec()
+            self.streams.discard(conn)
+            self._locks.pop(conn, None)
+            await rt.hub.detach(conn)
+            await rt.service.presence.disconnect(user_id, conn_id)
+
         try:
             await rt.service.presence.connect(who.user_id, conn_id)
             async with lock:
@@ -98,17 +112,13 @@ class AllRoomsStreams:
                     )
                 )
                 await self._catch_up(conn, start, replay=after is not None)
-            while (await receive())["type"] != "http.disconnect":
-                pass
+            stream = hand_over(send, transport)
         except Exception:
             log.exception("/chat/events stream of %s failed", who.user_id)
             conn.abort()
-        finally:
-            gauge.dec()
-            self.streams.discard(conn)
-            self._locks.pop(conn, None)
-            await rt.hub.detach(conn)
-            await rt.service.presence.disconnect(who.user_id, conn_id)
+            await cleanup()
+            return
+        await keep_until_lost(conn, stream, receive, cleanup)
 
     async def _catch_up(self, conn: Connection, after: int, *, replay: bool) -> None:
         """Send every message of the user's rooms after ``after`` from the store (if

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from hubbub.api.raw import Receive, Scope, Send, credentials, header, query, send_error
@@ -20,6 +19,7 @@ from hubbub.encoding import Event, sse_named, sse_retry
 from hubbub.errors import BadRequest, HubbubError, Unavailable
 from hubbub.hub import Connection
 from hubbub.subscription import hand_off
+from hubbub.transports.handoff import StreamProtocol, after_loss, hand_over
 
 if TYPE_CHECKING:
     from hubbub.runtime import Runtime
@@ -100,8 +100,15 @@ async def room_stream(
         cursor = reset - 1
     gauge = rt.metrics.connections.labels("sse")
     gauge.inc()
-    conn_id = uuid.uuid4().hex
+    conn_id = f"{id(conn):x}"
     presence = rt.service.presence
+    user_id = who.user_id
+
+    async def cleanup() -> None:
+        gauge.dec()
+        await rt.hub.detach(conn)
+        await presence.disconnect(user_id, conn_id)
+
     try:
         await presence.connect(who.user_id, conn_id)
         await rt.hub.attach(conn, room_id, replaying=cursor is not None)
@@ -120,15 +127,28 @@ async def room_stream(
         conn.send_frames(hello)
         if cursor is not None:
             await replay(rt, conn, room_id, cursor)
-        while (await receive())["type"] != "http.disconnect":
-            pass
+        stream = hand_over(send, transport)
     except Exception:
         log.exception("stream of room %s failed", room_id)
         conn.abort()
+        await cleanup()
+        return
+    await keep_until_lost(conn, stream, receive, cleanup)
+
+
+async def keep_until_lost(
+    conn: Connection, stream: StreamProtocol | None, receive: Receive, cleanup: Any
+) -> None:
+    """A handed-over stream needs nothing more from this request; otherwise wait here."""
+    if stream is not None:
+        conn.flow = stream
+        after_loss(stream, cleanup)
+        return
+    try:
+        while (await receive())["type"] != "http.disconnect":
+            pass
     finally:
-        gauge.dec()
-        await rt.hub.detach(conn)
-        await presence.disconnect(who.user_id, conn_id)
+        await cleanup()
 
 
 def _sse_frame(event: Event) -> bytes:

@@ -573,6 +573,11 @@ async function openRoom(roomId, { focusSeq = null } = {}) {
   renderRooms();
   renderTyping();
   renderHistoryStatus();
+  // Ready to type at once (not on touch screens: no keyboard popping up uninvited).
+  const keep = document.activeElement?.closest?.('#search-form, dialog');
+  if (focusSeq === null && !keep && !matchMedia('(pointer: coarse)').matches) {
+    $('message-input').focus({ preventScroll: true });
+  }
   if (!state.rooms.has(roomId)) {
     try {
       const room = await hub.room(roomId);
@@ -601,9 +606,6 @@ async function openRoom(roomId, { focusSeq = null } = {}) {
   }
   if (focusSeq !== null && state.current === roomId) await focusMessage(view, focusSeq);
   markReadSoon();
-  if (!matchMedia('(pointer: coarse)').matches && !document.querySelector('dialog[open]')) {
-    if (focusSeq === null) $('message-input').focus({ preventScroll: true });
-  }
 }
 
 async function focusMessage(view, seq) {
@@ -878,14 +880,13 @@ hub.on('reset', async (ev) => {
   if (state.current === ev.room_id) openRoom(ev.room_id);
 });
 
-hub.on('state', ({ state: now, previous }) => {
+hub.on('state', ({ state: now }) => {
   const banner = $('banner');
   if (now === 'reconnecting') {
     $('banner-text').textContent = 'Reconnecting…';
     show(banner, true);
   } else if (now === 'open') {
     show(banner, false);
-    if (previous === 'reconnecting') resync();
   }
   document.body.dataset.connection = now;
   if (state.current) renderMembers();
@@ -895,7 +896,11 @@ hub.on('unauthorized', () => {
   showAuth('Your session has ended. Please sign in again.');
 });
 
-/** After a reconnect: the stream has resumed every message; refresh what it does not carry. */
+// Every (re)connection: the stream resumes messages by itself; also read what it does not
+// carry (edits, reactions, unread counts made while away) and anything history loaded just
+// before a fresh stream went live.
+hub.on('connected', () => resync());
+
 async function resync() {
   try {
     await loadRooms();
@@ -1249,7 +1254,19 @@ async function submitAuth(e) {
   }
 }
 
+let roomsRefreshedAt = 0;
+function refreshRoomsNow() {
+  if (!state.me || hub.state !== 'open' || Date.now() - roomsRefreshedAt < 5000) return;
+  roomsRefreshedAt = Date.now();
+  loadRooms().catch(() => {});
+}
+
 async function startChat(user) {
+  if (state.me) {
+    // Signed in again after the session ended: start from a clean page.
+    location.reload();
+    return;
+  }
   state.me = user;
   state.names.set(user.id, user.username);
   $('me-name').textContent = user.username;
@@ -1257,6 +1274,9 @@ async function startChat(user) {
   show($('auth-view'), false);
   show($('chat-view'), true);
   hub.connect();
+  // New public rooms have no event: look again now and then, and when the tab comes back.
+  setInterval(() => document.visibilityState === 'visible' && refreshRoomsNow(), 60_000);
+  window.addEventListener('focus', refreshRoomsNow);
   await loadRooms();
   route();
   if (!location.hash.startsWith('#/room/')) document.querySelector('.room')?.focus();
@@ -1485,6 +1505,7 @@ function wire() {
     if (!state.me) return;
     if (document.visibilityState === 'visible') {
       clearTimeout(awayTimer);
+      refreshRoomsNow();
       if (state.wasAway) {
         state.wasAway = false;
         hub.setPresence('online').catch(() => {});

@@ -90,6 +90,8 @@ export class Hubbub {
    *   function returning one, e.g. after a refresh); without it the session cookie is used
    * @param {RequestCredentials} [options.credentials] fetch credentials ('same-origin')
    * @param {number} [options.retries] how many times `send` retries (default 8)
+   * @param {(attempt: number) => number} [options.backoff] ms to wait before retry `attempt`
+   *   (0, 1, …) when the server gave no `Retry-After`; default ~0.5 s doubling up to 10 s
    * @param {typeof fetch} [options.fetch]
    * @param {typeof EventSource} [options.EventSource]
    */
@@ -98,6 +100,7 @@ export class Hubbub {
     this.token = options.token ?? null;
     this.credentials = options.credentials ?? 'same-origin';
     this.retries = options.retries ?? 8;
+    this.backoff = options.backoff ?? ((attempt) => backoff(attempt));
     this._fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
     this._EventSource = options.EventSource ?? globalThis.EventSource;
     this._listeners = new Map();
@@ -370,7 +373,7 @@ export class Hubbub {
         const delay =
           error instanceof HubbubError && error.retryAfter !== null
             ? Math.max(0, error.retryAfter * 1000)
-            : backoff(attempt);
+            : this.backoff(attempt);
         onRetry?.({ attempt: attempt + 1, delay, error });
         await sleep(delay, signal);
       }
