@@ -281,7 +281,27 @@ def _pg_admin_exec(sql: str) -> None:
         finally:
             await conn.close()
 
-    _asyncio.run(run())
+    try:
+        _asyncio.get_running_loop()
+    except RuntimeError:
+        _asyncio.run(run())
+        return
+    # Called from an async test: run it on a loop of its own in a thread.
+    import threading
+
+    failure: list[BaseException] = []
+
+    def in_thread() -> None:
+        try:
+            _asyncio.run(run())
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
 
 
 def create_pg_database() -> str:

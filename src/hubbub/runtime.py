@@ -20,6 +20,7 @@ from hubbub.presence.base import Presence
 from hubbub.presence.memory import MemoryPresence
 from hubbub.presence.redis import RedisPresence
 from hubbub.ratelimit import SendLimiter
+from hubbub.redis_client import namespace
 from hubbub.service import ChatService
 from hubbub.store.sql import SqlStore
 from hubbub.transports.events import AllRoomsStreams
@@ -44,11 +45,20 @@ class Runtime:
             session_ttl=settings.session_ttl,
             cookie_secure=settings.cookie_secure,
         )
+        ns = namespace(settings.broker_prefix)
         self.limiter = SendLimiter(
-            settings.rate_limit_per_second, settings.rate_limit_burst, settings.broker
+            settings.rate_limit_per_second,
+            settings.rate_limit_burst,
+            settings.broker,
+            key_prefix=f"{ns}limits",
         )
         self.presence: Presence = (
-            RedisPresence(settings.broker, grace=settings.presence_grace, ttl=settings.presence_ttl)
+            RedisPresence(
+                settings.broker,
+                grace=settings.presence_grace,
+                ttl=settings.presence_ttl,
+                prefix=f"{ns}presence:",
+            )
             if settings.shared_broker()
             else MemoryPresence(settings.presence_grace)
         )
@@ -70,7 +80,12 @@ class Runtime:
             presence=self.presence,
             typing_expiry=settings.typing_timeout,
             typing_factory=(
-                partial(RedisTypingTracker, settings.broker, expiry=settings.typing_timeout)
+                partial(
+                    RedisTypingTracker,
+                    settings.broker,
+                    expiry=settings.typing_timeout,
+                    prefix=f"{ns}typing:",
+                )
                 if settings.shared_broker()
                 else None
             ),

@@ -122,6 +122,9 @@ class ChatService:
         self.trust = trust
         self.max_message_chars = max_message_chars
         self._batch_max = write_batch_max
+        # A store that stops answering must not hold every sender: they get 503 and retry
+        # (with client_msg_id, a commit that landed after all is answered, not duplicated).
+        self.commit_timeout = 5.0
         self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._on_stored = on_stored
@@ -181,7 +184,10 @@ class ChatService:
         result, event = await future
         sent = _sent(result, event, room_id)
         if self.typing.active(room_id, who.user_id):  # sending ends the typing indicator
-            await self.typing.set(room_id, who.user_id, who.username, False)
+            try:
+                await self.typing.set(room_id, who.user_id, who.username, False)
+            except Exception as exc:  # the message is stored: its 201 must stand
+                log.warning("typing of %s not ended: %s", who.user_id, exc)
         return sent
 
     async def _write_loop(self) -> None:
@@ -202,7 +208,9 @@ class ChatService:
 
     async def _commit(self, jobs: list[_Job]) -> None:
         try:
-            results = await self.store.append_batch([j.request for j in jobs])
+            results = await asyncio.wait_for(
+                self.store.append_batch([j.request for j in jobs]), self.commit_timeout
+            )
         except Exception as exc:
             log.error("append of %d messages failed: %s", len(jobs), exc)
             error = Unavailable(

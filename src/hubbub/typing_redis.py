@@ -14,9 +14,9 @@ import logging
 import time
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from hubbub.redis_client import connect
 from hubbub.typing_state import TypingCallback
 
 log = logging.getLogger("hubbub.typing")
@@ -30,7 +30,7 @@ class RedisTypingTracker:
         expiry: float = 5.0,
         prefix: str = "hubbub:typing:",
     ) -> None:
-        self._client = aioredis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=5)
+        self._client = connect(url)
         self._on_change = on_change
         self._expiry = expiry
         self._p = prefix

@@ -15,13 +15,13 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hubbub.broker.base import EventCallback
 from hubbub.encoding import Event
+from hubbub.redis_client import connect
 
 log = logging.getLogger("hubbub.broker.redis")
 
@@ -32,9 +32,7 @@ class RedisBroker:
     def __init__(self, url: str, prefix: str = "chat:room:") -> None:
         self._url = url
         self._prefix = prefix
-        self._client = aioredis.Redis.from_url(
-            url, socket_connect_timeout=3, socket_timeout=5, health_check_interval=15
-        )
+        self._client = connect(url)
         self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
         self._rooms: set[str] = set()
         self._on_event: EventCallback | None = None

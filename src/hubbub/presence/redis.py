@@ -17,10 +17,10 @@ import time
 from collections.abc import Iterable
 from typing import Any, Literal
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from hubbub.presence.base import PresenceCallback, Status
+from hubbub.redis_client import connect
 
 log = logging.getLogger("hubbub.presence.redis")
 
@@ -29,7 +29,7 @@ class RedisPresence:
     def __init__(
         self, url: str, *, grace: float = 10.0, ttl: float = 30.0, prefix: str = "hubbub:presence:"
     ) -> None:
-        self._client = aioredis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=5)
+        self._client = connect(url)
         self._grace = grace
         self._ttl = ttl
         self._p = prefix

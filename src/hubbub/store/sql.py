@@ -103,8 +103,15 @@ class SqlStore:
             self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="hubbub-db-write")
             self._read_threads = ThreadPoolExecutor(4, thread_name_prefix="hubbub-db-read")
         else:
+            # Bounded waits: a database that stops answering fails requests (503) instead
+            # of holding them; the pool reconnects when it is back.
             self._async = create_async_engine(
-                url, pool_size=10, max_overflow=10, pool_pre_ping=True
+                url,
+                pool_size=10,
+                max_overflow=10,
+                pool_pre_ping=True,
+                pool_timeout=10,
+                connect_args={"timeout": 4, "command_timeout": 4},
             )
 
     def _configure_sqlite(self, engine: Engine, begin: str) -> None:
