@@ -93,11 +93,12 @@ _SQLITE = (
     "LIMIT :limit OFFSET :offset"
 )
 
-# ``to_tsvector('simple', text)`` exactly as the GIN index of migration 0002 has it.
+# ``to_tsvector('simple', hubbub_fold(text))`` exactly as the GIN index of migration 0004 has
+# it; ``hubbub_fold`` removes accents (``unaccent``), so "cafe" finds "Café" as on SQLite.
 _POSTGRES = (
-    f"SELECT {_COLUMNS}, ts_rank(to_tsvector('simple', m.text), query) AS score "
-    "FROM messages m, to_tsquery('simple', :match) AS query "
-    "WHERE to_tsvector('simple', m.text) @@ query AND m.deleted = false "
+    f"SELECT {_COLUMNS}, ts_rank(to_tsvector('simple', hubbub_fold(m.text)), query) AS score "
+    "FROM messages m, to_tsquery('simple', hubbub_fold(:match)) AS query "
+    "WHERE to_tsvector('simple', hubbub_fold(m.text)) @@ query AND m.deleted = false "
     f"AND m.created_at <= :snapshot AND {_SCOPE} {{room}}"
     "ORDER BY score DESC, m.created_at DESC, m.seq DESC, m.room_id "
     "LIMIT :limit OFFSET :offset"
