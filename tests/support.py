@@ -329,3 +329,32 @@ def redis_available() -> None:
         _redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
     except Exception as exc:
         _service_missing("Redis at 127.0.0.1:6379", repr(exc)[:200])
+
+
+PASSWORD = "correct horse battery"
+
+
+@dataclass
+class Account:
+    """A signed-up jwt-mode user and their access token."""
+
+    id: str
+    username: str
+    token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+async def signup(server: Server, prefix: str) -> Account:
+    import uuid as _uuid
+
+    name = f"{prefix}_{_uuid.uuid4().hex[:10]}"
+    async with client(server.url) as c:
+        r = await c.post("/auth/register", json={"username": name, "password": PASSWORD})
+        assert r.status_code == 201, r.text
+        r = await c.post("/auth/login", json={"username": name, "password": PASSWORD})
+        assert r.status_code == 200, r.text
+        body = r.json()
+    return Account(body["user"]["id"], name, body["access_token"])

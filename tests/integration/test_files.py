@@ -12,16 +12,14 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support import Server, assert_error, client, open_stream
+from tests.support import Account, Server, assert_error, client, open_stream, signup
 
-PASSWORD = "correct horse battery"
 SMALL_LIMIT = 64 * 1024
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + os.urandom(64)
@@ -542,27 +540,6 @@ async def test_deleting_the_message_deletes_the_file(trust_server: Server) -> No
 
 
 # --- who may upload and download (jwt) --------------------------------------------------------
-
-
-@dataclass
-class Account:
-    id: str
-    token: str
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
-async def signup(server: Server, prefix: str) -> Account:
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    async with client(server.url) as c:
-        r = await c.post("/auth/register", json={"username": name, "password": PASSWORD})
-        assert r.status_code == 201, r.text
-        r = await c.post("/auth/login", json={"username": name, "password": PASSWORD})
-        assert r.status_code == 200, r.text
-        body = r.json()
-    return Account(body["user"]["id"], body["access_token"])
 
 
 _PEOPLE: dict[str, list[Account]] = {}

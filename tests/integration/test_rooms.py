@@ -5,41 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support import Server, SSEStream, assert_error, client, open_stream
-
-PASSWORD = "correct horse battery"
+from tests.support import (
+    Account,
+    Server,
+    SSEStream,
+    assert_error,
+    client,
+    open_stream,
+    signup,
+)
 
 
 def uid(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-@dataclass
-class Account:
-    id: str
-    username: str
-    token: str
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
-async def signup(server: Server, prefix: str) -> Account:
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    async with client(server.url) as c:
-        r = await c.post("/auth/register", json={"username": name, "password": PASSWORD})
-        assert r.status_code == 201, r.text
-        r = await c.post("/auth/login", json={"username": name, "password": PASSWORD})
-        assert r.status_code == 200, r.text
-        body = r.json()
-    return Account(body["user"]["id"], name, body["access_token"])
 
 
 async def people(server: Server, *prefixes: str) -> list[Account]:

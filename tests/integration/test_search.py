@@ -13,15 +13,12 @@ import asyncio
 import base64
 import unicodedata
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support import Server, assert_error, client
-
-PASSWORD = "correct horse battery"
+from tests.support import Account, Server, assert_error, client, signup
 
 
 def word() -> str:
@@ -273,28 +270,6 @@ async def test_edited_message_is_found_by_its_new_text_only(trust_server: Server
 
 
 # --- who may find what (jwt) -----------------------------------------------------------------
-
-
-@dataclass
-class Account:
-    id: str
-    username: str
-    token: str
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
-async def signup(server: Server, prefix: str) -> Account:
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    async with client(server.url) as c:
-        r = await c.post("/auth/register", json={"username": name, "password": PASSWORD})
-        assert r.status_code == 201, r.text
-        r = await c.post("/auth/login", json={"username": name, "password": PASSWORD})
-        assert r.status_code == 200, r.text
-        body = r.json()
-    return Account(body["user"]["id"], name, body["access_token"])
 
 
 _PEOPLE: dict[str, list[Account]] = {}

@@ -17,9 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import Server, assert_error, client, open_stream
-
-PASSWORD = "correct horse battery"
+from tests.support import Account, Server, assert_error, client, open_stream, signup
 
 # Every character with the Unicode White_Space property.
 UNICODE_WHITESPACE = (
@@ -87,28 +85,6 @@ async def post_raw(
     if content_type is not None:
         h["Content-Type"] = content_type
     return await http.post("/chat/messages", headers=h, content=content)
-
-
-@dataclass
-class Account:
-    id: str
-    username: str
-    token: str
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
-async def signup(server: Server, prefix: str) -> Account:
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    async with client(server.url) as c:
-        r = await c.post("/auth/register", json={"username": name, "password": PASSWORD})
-        assert r.status_code == 201, r.text
-        r = await c.post("/auth/login", json={"username": name, "password": PASSWORD})
-        assert r.status_code == 200, r.text
-        body = r.json()
-    return Account(body["user"]["id"], name, body["access_token"])
 
 
 _PAIR: dict[str, tuple[Account, Account]] = {}
