@@ -85,6 +85,7 @@ class SqlStore:
         self.dialect = parsed.get_backend_name()
         self._sync_mode = sqlite_synchronous
         self._async: AsyncEngine | None = None
+        self._known_users: set[str] = set()  # trust-mode users known to exist
         self._writer: Engine | None = None
         self._reader: Engine | None = None
         if self.dialect == "sqlite":
@@ -361,6 +362,11 @@ class SqlStore:
 
         return await self._write(work)
 
+    def _remember_users(self, items: Sequence[AppendRequest]) -> None:
+        if len(self._known_users) > 100_000:
+            self._known_users.clear()
+        self._known_users.update(it.message.user_id for it in items if it.create_user)
+
     def _ensure_users(self, conn: Connection, user_ids: Sequence[str]) -> None:
         now = utc_now()
         conn.execute(
@@ -474,7 +480,9 @@ class SqlStore:
 
     async def append_batch(self, items: Sequence[AppendRequest]) -> list[AppendResult]:
         try:
-            return await self._write(lambda c: self._append(c, items))
+            results = await self._write(lambda c: self._append(c, items))
+            self._remember_users(items)
+            return results
         except sa.exc.IntegrityError:
             # Another node stored the same client_msg_id between our check and our insert:
             # redo item by item, so the re-check finds it and only that item is affected.
@@ -488,9 +496,10 @@ class SqlStore:
     def _append(self, conn: Connection, items: Sequence[AppendRequest]) -> list[AppendResult]:
         """One round trip per kind of statement, whatever the batch size (see base.py)."""
         now = utc_now()
-        new_users = sorted({it.message.user_id for it in items if it.create_user})
+        known = self._known_users
+        new_users = sorted({it.message.user_id for it in items if it.create_user} - known)
         if new_users:
-            self._ensure_users(conn, new_users)
+            self._ensure_users(conn, new_users)  # remembered once committed: users stay
         room_ids = sorted({it.message.room_id for it in items})
         state = self._lock_rooms(conn, room_ids)
         creators: dict[str, str] = {}
