@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)
 ARGS ?=
 
-.PHONY: install serve test lint typecheck unit integration bench clean lock system-deps
+.PHONY: install serve test lint typecheck unit integration bench clean lock system-deps \
+	browser-deps seed-pages browser screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +34,39 @@ system-deps:
 	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light)
 
-test: lint typecheck system-deps  ## ruff, mypy --strict and the whole pytest suite
+# The browser tests (tests/browser/) drive Debian's chromium — never a downloaded browser — and
+# the seeds' React/Vue/SolidJS clients, built from the npm registry with npm. Installed only
+# when missing.
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser-deps:
+	@[ -x $(CHROMIUM) ] || ($(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-noto-color-emoji)
+	@command -v npm >/dev/null 2>&1 || ($(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq npm)
+
+# The seed pages: node_modules from package-lock.json (npm ci), bundles by esbuild (build.mjs).
+SEED := tests/browser
+SEED_MODULES := $(SEED)/node_modules/.ci-$(shell cat $(SEED)/package-lock.json | sha1sum | cut -c1-12)
+SEED_SOURCES := $(SEED)/build.mjs $(wildcard $(SEED)/pages/*.js $(SEED)/pages/*.jsx $(SEED)/pages/seeds/*)
+
+$(SEED_MODULES): $(SEED)/package.json $(SEED)/package-lock.json
+	npm ci --prefix $(SEED) --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(SEED)/pages/dist/.built: $(SEED_MODULES) $(SEED_SOURCES)
+	cd $(SEED) && node build.mjs
+	touch $@
+
+seed-pages: browser-deps $(SEED)/pages/dist/.built  ## build the seeds' client pages
+
+browser: install browser-deps seed-pages  ## only the browser tests
+	$(BIN)/pytest tests/browser -q
+
+screenshots: install browser-deps  ## docs/screenshots/*.png (the README shows them)
+	$(BIN)/python -m tests.browser.screenshots
+
+test: lint typecheck system-deps browser-deps seed-pages  ## ruff, mypy --strict and the whole pytest suite
 	$(BIN)/pytest
 
 unit: install

@@ -244,8 +244,9 @@ class RoomView {
     if (stick) scrollToBottom();
   }
 
-  /** Insert a message in seq order, or update it in place; never twice. */
-  upsert(msg, { scroll = true } = {}) {
+  /** Insert a message in seq order, or update it in place; never twice. A message being
+   * edited keeps its edit box: it is redrawn from the newest copy when the edit ends. */
+  upsert(msg, { scroll = true, force = false } = {}) {
     state.names.set(msg.user_id, msg.username);
     const stick = scroll && this.isCurrent && atBottom();
     if (msg.client_msg_id && msg.user_id === state.me?.id) {
@@ -257,7 +258,9 @@ class RoomView {
     }
     const known = this.items.get(msg.id);
     if (known) {
+      const same = JSON.stringify(known.msg) === JSON.stringify(msg);
       known.msg = msg;
+      if (!force && (same || known.el.classList.contains('editing'))) return known.el;
       fillMessage(known.el, msg);
       regroup(known.el);
       regroup(known.el.nextElementSibling);
@@ -591,7 +594,8 @@ async function openRoom(roomId, { focusSeq = null } = {}) {
       return;
     }
   }
-  if (window.matchMedia('(min-width: 1100px)').matches) toggleMembers(true, false);
+  // Wide screens show the members beside the conversation; narrower ones float them on demand.
+  toggleMembers(wideScreen(), false);
   loadMembers(roomId);
   if (fresh || !view.loaded) {
     try {
@@ -688,6 +692,10 @@ function renderMembers() {
       h('span', { class: 'visually-hidden', text: `, ${status}` }),
       m.role === 'admin' ? h('span', { class: 'role', text: 'admin' }) : null);
   }));
+}
+
+function wideScreen() {
+  return window.matchMedia('(min-width: 1100px)').matches;
 }
 
 function toggleMembers(open, focus = true) {
@@ -1036,7 +1044,8 @@ function startEdit(messageId) {
     }
     area.disabled = true;
     try {
-      view.upsert(await hub.edit(messageId, text));
+      const edited = await hub.edit(messageId, text);
+      view.upsert(edited, { force: true });
       $('message-input').focus();
     } catch (err) {
       area.disabled = false;
@@ -1138,6 +1147,10 @@ $('emoji-picker').addEventListener('keydown', (e) => {
 });
 
 document.addEventListener('pointerdown', (e) => {
+  // a floating members panel closes when you click elsewhere
+  if (!wideScreen() && !$('members-panel').hidden && !e.target.closest('#members-panel, #members-toggle')) {
+    toggleMembers(false, false);
+  }
   if (!$('emoji-picker').hidden && !e.target.closest('#emoji-picker') && !e.target.closest('.action')) closePicker();
 });
 
