@@ -358,3 +358,19 @@ async def signup(server: Server, prefix: str) -> Account:
         assert r.status_code == 200, r.text
         body = r.json()
     return Account(body["user"]["id"], name, body["access_token"])
+
+
+def dechunk(raw: bytes) -> bytes:
+    """The body of a chunked HTTP response, as far as it arrived complete."""
+    _, _, rest = raw.partition(b"\r\n\r\n")
+    out = bytearray()
+    while True:
+        size_line, sep, tail = rest.partition(b"\r\n")
+        if not sep:
+            break
+        size = int(size_line, 16)
+        if size == 0 or len(tail) < size + 2:
+            break
+        out += tail[:size]
+        rest = tail[size + 2 :]
+    return bytes(out)

@@ -162,7 +162,7 @@ class ChatService:
             )
         if isinstance(timestamp, str) and len(timestamp) > 64:
             raise Invalid("timestamp must be a number or a short string", code="invalid_timestamp")
-        request = AppendRequest(
+        sent = await self._append(
             NewMessage(
                 room_id=room_id,
                 user_id=who.user_id,
@@ -170,25 +170,29 @@ class ChatService:
                 text=text,
                 timestamp=timestamp,
                 client_msg_id=client_msg_id,
-            ),
-            create_room=self.trust,
-            join_public=self.trust,
-            create_user=self.trust,
+            )
         )
-        if self._writer is None or self._writer.done():
-            raise Unavailable("the server is shutting down", code="shutting_down")
-        future: asyncio.Future[tuple[AppendResult, Event | None]] = (
-            asyncio.get_running_loop().create_future()
-        )
-        self._queue.put_nowait(_Job(request, future))
-        result, event = await future
-        sent = _sent(result, event, room_id)
         if self.typing.active(room_id, who.user_id):  # sending ends the typing indicator
             try:
                 await self.typing.set(room_id, who.user_id, who.username, False)
             except Exception as exc:  # the message is stored: its 201 must stand
                 log.warning("typing of %s not ended: %s", who.user_id, exc)
         return sent
+
+    async def _append(self, message: NewMessage) -> Sent:
+        """Queue for the writer (trust mode: room, membership and user on first use) and wait
+        for the commit."""
+        if self._writer is None or self._writer.done():
+            raise Unavailable("the server is shutting down", code="shutting_down")
+        request = AppendRequest(
+            message, create_room=self.trust, join_public=self.trust, create_user=self.trust
+        )
+        future: asyncio.Future[tuple[AppendResult, Event | None]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._queue.put_nowait(_Job(request, future))
+        result, event = await future
+        return _sent(result, event, message.room_id)
 
     async def _write_loop(self) -> None:
         queue = self._queue
@@ -544,7 +548,7 @@ class ChatService:
                     created_at=utc_now(),
                 )
             )
-            request = AppendRequest(
+            return await self._append(
                 NewMessage(
                     room_id=room_id,
                     user_id=who.user_id,
@@ -552,19 +556,8 @@ class ChatService:
                     text=caption,
                     type="file",
                     file=info,
-                ),
-                create_room=self.trust,
-                join_public=self.trust,
-                create_user=self.trust,
+                )
             )
-            if self._writer is None or self._writer.done():
-                raise Unavailable("the server is shutting down", code="shutting_down")
-            future: asyncio.Future[tuple[AppendResult, Event | None]] = (
-                asyncio.get_running_loop().create_future()
-            )
-            self._queue.put_nowait(_Job(request, future))
-            result, event = await future
-            return _sent(result, event, room_id)
         except Exception:
             # Not on cancellation: a queued job may still be committed, with its file.
             await self._drop_file(info.id)

@@ -34,7 +34,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Frame, Opcode
 
-from tests.support import Server, SSEEvent, SSEStream, client
+from tests.support import Server, SSEEvent, SSEStream, client, dechunk
 
 # credentials -------------------------------------------------------------------------------
 
@@ -285,22 +285,6 @@ async def consume_sse(response: httpx.Response, stream: SSEStream) -> None:
     finally:
         stream.closed = True
         stream._changed.set()
-
-
-def dechunk(raw: bytes) -> bytes:
-    """The body of a chunked HTTP response, as far as it arrived complete."""
-    _, _, rest = raw.partition(b"\r\n\r\n")
-    out = bytearray()
-    while True:
-        size_line, sep, tail = rest.partition(b"\r\n")
-        if not sep:
-            break
-        size = int(size_line, 16)
-        if size == 0 or len(tail) < size + 2:
-            break
-        out += tail[:size]
-        rest = tail[size + 2 :]
-    return bytes(out)
 
 
 def sse_seqs(raw: bytes) -> list[int]:

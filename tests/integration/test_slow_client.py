@@ -8,27 +8,11 @@ import socket
 import time
 from pathlib import Path
 
-from tests.support import Server, client, open_stream
+from tests.support import Server, client, dechunk, open_stream
 
 MESSAGE_CHARS = 3990
 MESSAGE_BYTES = MESSAGE_CHARS * 3  # "€" is 3 bytes of UTF-8: fewer, fatter messages
 TOTAL_BYTES = 20 * 1024 * 1024
-
-
-def dechunk(raw: bytes) -> bytes:
-    """The body of a chunked HTTP response, as far as it arrived complete."""
-    _, _, rest = raw.partition(b"\r\n\r\n")
-    out = bytearray()
-    while True:
-        size_line, sep, tail = rest.partition(b"\r\n")
-        if not sep:
-            break
-        size = int(size_line, 16)
-        if size == 0 or len(tail) < size + 2:
-            break
-        out += tail[:size]
-        rest = tail[size + 2 :]
-    return bytes(out)
 
 
 async def test_slow_client_is_cut_off_and_others_keep_up(data_dir: Path) -> None:
