@@ -23,12 +23,7 @@ from hubbub.encoding import Event, cursor, parse_cursor, sse_named, sse_retry
 from hubbub.errors import BadRequest, HubbubError, Unavailable
 from hubbub.hub import Connection, personal_channel
 from hubbub.transports.handoff import hand_over
-from hubbub.transports.sse import (
-    SSE_HEADERS,
-    drop_when_unacknowledged,
-    keep_until_lost,
-    uvicorn_seam,
-)
+from hubbub.transports.sse import keep_until_lost, start_stream, uvicorn_seam
 
 if TYPE_CHECKING:
     from hubbub.runtime import Runtime
@@ -69,13 +64,7 @@ class AllRoomsStreams:
         except HubbubError as exc:
             await send_error(send, exc)
             return
-        headers = list(SSE_HEADERS)
-        if who.set_cookie:
-            headers.append((b"set-cookie", who.set_cookie.encode("latin-1")))
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        transport.set_write_buffer_limits(high=rt.settings.stream_buffer_bytes)
-        drop_when_unacknowledged(transport, rt.settings.stale_timeout)
-        conn = Connection(transport, flow, who.user_id, "all")
+        conn = await start_stream(rt, send, transport, flow, who, "all")
         gauge = rt.metrics.connections.labels("sse")
         gauge.inc()
         conn_id = f"{id(conn):x}"

@@ -15,6 +15,7 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from hubbub.api.raw import Receive, Scope, Send, credentials, header, query, send_error
+from hubbub.auth.identity import Identity
 from hubbub.encoding import Event, sse_named, sse_retry
 from hubbub.errors import BadRequest, HubbubError, Unavailable
 from hubbub.hub import Connection
@@ -56,6 +57,20 @@ def drop_when_unacknowledged(transport: Any, seconds: float) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, option, int(seconds * 1000))
 
 
+async def start_stream(
+    rt: Runtime, send: Send, transport: Any, flow: Any, who: Identity, kind: str
+) -> Connection:
+    """Send the SSE response head and set the socket up for the hub: a bounded write buffer,
+    and the kernel dropping a peer that acknowledges nothing."""
+    headers = list(SSE_HEADERS)
+    if who.set_cookie:
+        headers.append((b"set-cookie", who.set_cookie.encode("latin-1")))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    transport.set_write_buffer_limits(high=rt.settings.stream_buffer_bytes)
+    drop_when_unacknowledged(transport, rt.settings.stale_timeout)
+    return Connection(transport, flow, who.user_id, kind)
+
+
 def uvicorn_seam(send: Send) -> tuple[Any, Any]:
     """uvicorn's transport and flow control behind ``send`` (see the module docstring)."""
     cycle = getattr(send, "__self__", None)
@@ -89,13 +104,7 @@ async def room_stream(
         await send_error(send, exc)
         return
 
-    headers = list(SSE_HEADERS)
-    if who.set_cookie:
-        headers.append((b"set-cookie", who.set_cookie.encode("latin-1")))
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    transport.set_write_buffer_limits(high=rt.settings.stream_buffer_bytes)
-    drop_when_unacknowledged(transport, rt.settings.stale_timeout)
-    conn = Connection(transport, flow, who.user_id, "sse")
+    conn = await start_stream(rt, send, transport, flow, who, "sse")
     if reset is not None:
         cursor = reset - 1
     gauge = rt.metrics.connections.labels("sse")
