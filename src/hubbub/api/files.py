@@ -17,7 +17,7 @@ from starlette.requests import ClientDisconnect
 from hubbub.api.common import Caller, Rt, respond
 from hubbub.api.multipart import UploadReader, multipart_boundary
 from hubbub.api.schemas import SendOut, errors
-from hubbub.errors import BadRequest, Invalid, NotFound, UnsupportedMediaType
+from hubbub.errors import BadRequest, Invalid, NotFound, TooLarge, UnsupportedMediaType
 from hubbub.files.base import FileTooLarge, new_file_id, valid_file_id
 from hubbub.files.names import content_disposition, safe_filename
 from hubbub.files.sniff import Sniffer, disposition
@@ -137,6 +137,10 @@ async def upload(room_id: str, request: Request, who: Caller, rt: Rt) -> Respons
             await rt.files.delete(file_id)
         if isinstance(exc, ClientDisconnect):
             raise BadRequest("the upload was interrupted", code="upload_interrupted") from None
+        if isinstance(exc, TooLarge) and not isinstance(exc, FileTooLarge):
+            # The body passed its bound in one read, before the file part's own count did:
+            # to the client it is the same thing, a file over the limit.
+            raise FileTooLarge(limit) from None
         raise
     info = FileInfo(
         id=file_id,
