@@ -374,3 +374,17 @@ def dechunk(raw: bytes) -> bytes:
         out += tail[:size]
         rest = tail[size + 2 :]
     return bytes(out)
+
+
+def user(name: str) -> dict[str, str]:
+    """Trust-mode identity for one request."""
+    return {"User-ID": name}
+
+
+async def say(http: httpx.AsyncClient, who: str, room: str, text: str) -> dict[str, Any]:
+    """Send as ``who`` in trust mode; the stored message."""
+    r = await http.post(
+        "/chat/messages", headers=user(who), json={"room_id": room, "message": text}
+    )
+    assert r.status_code == 201, r.text
+    return dict(r.json()["message"])

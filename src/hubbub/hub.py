@@ -272,10 +272,6 @@ class Hub:
         room = self._rooms.get(room_id)
         return 0 if room is None or room.sequencer.head is None else room.sequencer.head
 
-    def listeners(self, room_id: str) -> int:
-        room = self._rooms.get(room_id)
-        return 0 if room is None else len(room.listeners) + len(room.replaying) + len(room.all)
-
     # delivery ----------------------------------------------------------------------------
 
     def dispatch(self, event: Event) -> None:

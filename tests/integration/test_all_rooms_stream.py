@@ -5,21 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 
-from tests.support import Server, assert_error, client, open_stream
-
-
-def user(name: str) -> dict[str, str]:
-    return {"User-ID": name}
-
-
-async def say(http: object, who: str, room: str, text: str) -> dict[str, object]:
-    r = await http.post(
-        "/chat/messages",
-        headers=user(who),  # type: ignore[attr-defined]
-        json={"room_id": room, "message": text},
-    )
-    assert r.status_code == 201, r.text
-    return dict(r.json()["message"])
+from tests.support import Server, assert_error, client, open_stream, say, user
 
 
 async def test_three_rooms_one_stream_and_resume_with_a_room_joined_while_away(

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.support import Server, assert_error, client, open_stream
+from tests.support import Server, assert_error, client, open_stream, say, user
 
 FAST = [
     "--presence-grace",
@@ -44,20 +44,6 @@ def fast_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 def room_name() -> str:
     return "r" + secrets.token_hex(4)
-
-
-def user(name: str) -> dict[str, str]:
-    return {"User-ID": name}
-
-
-async def say(http: object, who: str, room: str, text: str) -> dict[str, object]:
-    r = await http.post(
-        "/chat/messages",
-        headers=user(who),  # type: ignore[attr-defined]
-        json={"room_id": room, "message": text},
-    )
-    assert r.status_code == 201, r.text
-    return dict(r.json()["message"])
 
 
 # typing ------------------------------------------------------------------------------------

@@ -79,6 +79,20 @@ def _error_responses(*codes: int) -> dict[str, Any]:
     return {str(c): {"description": "error", **ref} for c in codes}
 
 
+def _param(
+    name: str,
+    where: str,
+    schema: dict[str, Any],
+    *,
+    required: bool = False,
+    description: str | None = None,
+) -> dict[str, Any]:
+    param: dict[str, Any] = {"name": name, "in": where, "required": required, "schema": schema}
+    if description is not None:
+        param["description"] = description
+    return param
+
+
 def _schema(model: Any) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
@@ -97,13 +111,9 @@ def install(app: FastAPI) -> None:
                 components.setdefault(name, sub)
             components[model.__name__] = model_schema
         auth_params = [
-            {
-                "name": "User-ID",
-                "in": "header",
-                "required": False,
-                "schema": {"type": "string"},
-                "description": "trust mode identity (seed)",
-            },
+            _param(
+                "User-ID", "header", {"type": "string"}, description="trust mode identity (seed)"
+            ),
         ]
         schema["paths"]["/chat/messages"] = {
             "post": {
@@ -136,25 +146,14 @@ def install(app: FastAPI) -> None:
                 "description": ALL_DESCRIPTION,
                 "operationId": "all_events",
                 "parameters": [
-                    {
-                        "name": "last_event_id",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "string"},
-                        "description": "a cursor from an id: line",
-                    },
-                    {
-                        "name": "ticket",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "string"},
-                    },
-                    {
-                        "name": "Last-Event-ID",
-                        "in": "header",
-                        "required": False,
-                        "schema": {"type": "string"},
-                    },
+                    _param(
+                        "last_event_id",
+                        "query",
+                        {"type": "string"},
+                        description="a cursor from an id: line",
+                    ),
+                    _param("ticket", "query", {"type": "string"}),
+                    _param("Last-Event-ID", "header", {"type": "string"}),
                     *auth_params,
                 ],
                 "responses": {
@@ -173,31 +172,23 @@ def install(app: FastAPI) -> None:
                 "description": POLL_DESCRIPTION,
                 "operationId": "poll_room",
                 "parameters": [
-                    {
-                        "name": "room_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    },
-                    {
-                        "name": "after",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "integer", "minimum": 0},
-                        "description": "the newest seq you have; default: the room's head",
-                    },
-                    {
-                        "name": "timeout",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "number", "minimum": 0, "maximum": 60, "default": 25},
-                    },
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 100},
-                    },
+                    _param("room_id", "path", {"type": "string"}, required=True),
+                    _param(
+                        "after",
+                        "query",
+                        {"type": "integer", "minimum": 0},
+                        description="the newest seq you have; default: the room's head",
+                    ),
+                    _param(
+                        "timeout",
+                        "query",
+                        {"type": "number", "minimum": 0, "maximum": 60, "default": 25},
+                    ),
+                    _param(
+                        "limit",
+                        "query",
+                        {"type": "integer", "minimum": 1, "maximum": 200, "default": 100},
+                    ),
                     *auth_params,
                 ],
                 "responses": {
@@ -232,38 +223,21 @@ def install(app: FastAPI) -> None:
                 "description": STREAM_DESCRIPTION,
                 "operationId": "room_events",
                 "parameters": [
-                    {
-                        "name": "room_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    },
-                    {
-                        "name": "user_id",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "string"},
-                        "description": "seed; in jwt mode must be the caller",
-                    },
-                    {
-                        "name": "last_event_id",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "integer", "minimum": 0},
-                    },
-                    {
-                        "name": "ticket",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "string"},
-                        "description": "one-time ticket from POST /auth/ticket",
-                    },
-                    {
-                        "name": "Last-Event-ID",
-                        "in": "header",
-                        "required": False,
-                        "schema": {"type": "string"},
-                    },
+                    _param("room_id", "path", {"type": "string"}, required=True),
+                    _param(
+                        "user_id",
+                        "query",
+                        {"type": "string"},
+                        description="seed; in jwt mode must be the caller",
+                    ),
+                    _param("last_event_id", "query", {"type": "integer", "minimum": 0}),
+                    _param(
+                        "ticket",
+                        "query",
+                        {"type": "string"},
+                        description="one-time ticket from POST /auth/ticket",
+                    ),
+                    _param("Last-Event-ID", "header", {"type": "string"}),
                     *auth_params,
                 ],
                 "responses": {
