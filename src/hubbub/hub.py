@@ -229,6 +229,10 @@ class Hub:
 
     def go_live(self, conn: Connection, room_id: str | None = None) -> list[Event]:
         """Finish a replay: what queued meanwhile; from now on the hub writes directly."""
+        if self._dirty:
+            # Events already passed on but not yet written belong to the hand-off too; left
+            # in the batch, the next flush would write them to this connection unfiltered.
+            self._flush()
         if conn.kind == "all":
             pending, conn.pending = conn.pending or [], None
             return pending
@@ -266,6 +270,20 @@ class Hub:
         self._all_conns.discard(conn)
         for room_id in list(conn.rooms):
             await self.detach_room(conn, room_id)
+
+    async def caught_up(self, heads: dict[str, int], timeout: float = 5.0) -> None:
+        """Wait until this node has passed on each room's events up to the given seq.
+
+        A replay reads the store, which is ahead of live delivery for a moment: a message is
+        committed before it is published. Going live before live delivery has caught up with
+        the replay would let such a message through twice; waiting here (microseconds, as a
+        rule) closes that window. A broker that lost the event is repaired by resync; after
+        ``timeout`` we go live anyway rather than hold the stream."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while any(self.head(room_id) < seq for room_id, seq in heads.items()):
+            if asyncio.get_running_loop().time() > deadline:
+                return
+            await asyncio.sleep(0.002)
 
     def head(self, room_id: str) -> int:
         """The newest seq this node has passed on for a room it listens to."""

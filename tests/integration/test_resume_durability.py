@@ -163,3 +163,40 @@ async def test_a_cursor_from_the_future_is_treated_as_now(trust_server: Server) 
             assert [m["text"] for m in msgs] == ["c"]
             polled = (await poll).json()
             assert [m["text"] for m in polled] == ["c"]
+
+
+async def test_many_resumes_under_concurrent_sends_never_duplicate(trust_server: Server) -> None:
+    """Resume repeatedly while several senders commit: each replay is read from the store,
+    which runs ahead of live delivery for an instant; the hand-off must not send twice."""
+    room = "churn-resume"
+    async with client(trust_server.url) as http:
+        stop = asyncio.Event()
+
+        async def sender(n: int) -> None:
+            i = 0
+            while not stop.is_set():
+                r = await http.post(
+                    "/chat/messages",
+                    headers={"User-ID": f"s{n}"},
+                    json={"room_id": room, "message": f"{n}-{i}"},
+                )
+                assert r.status_code == 201
+                i += 1
+
+        senders = [asyncio.create_task(sender(n)) for n in range(4)]
+        last = 0
+        try:
+            for _ in range(15):
+                async with open_stream(
+                    http,
+                    f"/chat/room/{room}/events",
+                    headers={"User-ID": "r", "Last-Event-ID": str(last)},
+                ) as s:
+                    await s.wait_messages(5, timeout=10)
+                    await asyncio.sleep(0.05)
+                    seqs = [m["seq"] for m in s.messages()]
+                assert seqs == list(range(last + 1, last + 1 + len(seqs))), seqs
+                last = seqs[-1]
+        finally:
+            stop.set()
+            await asyncio.gather(*senders)

@@ -131,6 +131,7 @@ class AllRoomsStreams:
                 await conn.flow.drain()
             if len(found) < page:
                 break
+        await rt.hub.caught_up(sent_seq)
         out = []
         for e in rt.hub.go_live(conn):
             if e.seq is not None:

@@ -186,6 +186,7 @@ async def replay(rt: Runtime, conn: Connection, room_id: str, cursor: int) -> No
                 await flow.drain()  # a resuming client reads at its own pace
             if len(page) < page_size:
                 break
+        await rt.hub.caught_up({room_id: last})
         if flow.write_paused or conn.transport.is_closing():
             continue
         pending = rt.hub.pending(conn, room_id)
