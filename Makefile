@@ -29,10 +29,13 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-# Debian packages the suite drives for real: nginx (proxy tests). Installed only when missing.
+# Debian packages the suite drives for real: nginx (proxy tests) and ab, ApacheBench from
+# apache2-utils (seed 004's load test). Installed only when missing.
 system-deps:
 	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light)
+	@command -v ab >/dev/null 2>&1 || [ -x /usr/bin/ab ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq apache2-utils)
 
 # The browser tests (tests/browser/) drive Debian's chromium — never a downloaded browser — and
 # the seeds' React/Vue/SolidJS clients, built from the npm registry with npm. Installed only

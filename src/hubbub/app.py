@@ -16,8 +16,17 @@ from fastapi import FastAPI
 from hubbub import __version__
 from hubbub.api import activity, auth, errors, files, messages, ops, rooms, search
 from hubbub.api import openapi as openapi_docs
-from hubbub.api.raw import Receive, Scope, Send, header, read_body, send_error
-from hubbub.api.send import check_json_type, post_message
+from hubbub.api.raw import (
+    Receive,
+    Scope,
+    Send,
+    check_json_body,
+    check_json_type,
+    header,
+    read_body,
+    send_error,
+)
+from hubbub.api.send import post_message
 from hubbub.config import Settings
 from hubbub.errors import HubbubError, NotFound, TooLarge
 from hubbub.runtime import Runtime
@@ -99,14 +108,22 @@ class HubbubApp:
 
     async def _buffered_json(self, scope: Scope, receive: Receive) -> Receive:
         """Read a JSON body up front: the size limit holds for chunked bodies too (413, not a
-        parse error), and a body that is not JSON is refused with 415 before any route runs."""
+        parse error), a body that is not JSON is refused with 415, and malformed JSON (nested
+        deeper than 64 levels, a lone UTF-16 surrogate, not UTF-8) with 400, before any route
+        runs. A body is JSON when any of its Content-Type headers says so; the route then sees
+        that one header (``ab -p`` sends ``Content-type: text/plain`` before the user's)."""
         limit = self.settings.max_body_bytes
         length = header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             raise TooLarge(f"the request body is larger than {limit} bytes", code="body_too_large")
         body = await read_body(receive, limit)
         if body:
-            check_json_type(scope)
+            ctype = check_json_type(scope)
+            check_json_body(body)
+            scope["headers"] = [
+                *((k, v) for k, v in scope["headers"] if k != b"content-type"),
+                (b"content-type", ctype),
+            ]
         replayed = False
 
         async def replay() -> dict[str, Any]:

@@ -39,8 +39,14 @@ def line_safe_json(value: Any) -> bytes:
 
 
 class Event:
-    """One thing that happened in a room. ``seq`` (the room's) and ``position`` (the all-rooms
-    stream's) are set for chat messages only. Each wire form is built at most once."""
+    """One thing that happened in a room (or on a user's personal channel ``@user``).
+
+    * ``seq``: a chat message's number in its room (its ``id`` on room streams);
+    * ``rev``: a stored event's place in its room's log (messages and changes share it; the
+      hub orders and de-duplicates by it); ``None`` for live-only events and personal ones;
+    * ``position``: a stored event's place in the all-rooms stream (its ``/chat/events`` id).
+
+    Each wire form is built at most once."""
 
     __slots__ = (
         "_all",
@@ -49,8 +55,10 @@ class Event:
         "born",
         "data",
         "exclude",
+        "exclude_user_streams",
         "name",
         "position",
+        "rev",
         "room_id",
         "seq",
     )
@@ -63,6 +71,7 @@ class Event:
         seq: int | None = None,
         exclude: str | None = None,
         position: int | None = None,
+        rev: int | None = None,
     ) -> None:
         self.born = time.monotonic()
         self.room_id = room_id
@@ -70,14 +79,23 @@ class Event:
         self.data = data
         self.seq = seq
         self.position = position
+        self.rev = rev
         self.exclude = exclude  # a user whose own connections skip this event (typing)
+        # A user whose user-level streams (/chat/events, WebSocket) skip this event: their own
+        # read receipt, which reaches them as a stored personal ``read`` instead.
+        self.exclude_user_streams: str | None = None
         self._sse: bytes | None = None
         self._all: bytes | None = None
         self._ws: bytes | None = None
 
     @classmethod
-    def message(cls, msg: Message, position: int | None = None) -> Event:
-        return cls(msg.room_id, "message", line_safe_json(msg), msg.seq, position=position)
+    def message(cls, msg: Message, position: int | None = None, rev: int | None = None) -> Event:
+        return cls(msg.room_id, "message", line_safe_json(msg), msg.seq, position=position, rev=rev)
+
+    @classmethod
+    def stored(cls, room_id: str, name: str, data: bytes, position: int, rev: int | None) -> Event:
+        """A logged change (not a message): it has a position, and a ``rev`` in a room."""
+        return cls(room_id, name, data, position=position, rev=rev)
 
     @classmethod
     def named(cls, room_id: str, name: str, payload: Any, exclude: str | None = None) -> Event:
@@ -85,11 +103,18 @@ class Event:
 
     @property
     def sse(self) -> bytes:
-        """The SSE frame: a chat message has ``id:`` and no ``event:`` line (seed ``onmessage``)."""
+        """The room-stream frame: a chat message has ``id: <seq>`` and no ``event:`` line (seed
+        ``onmessage``); a stored change has its room cursor as ``id``; live events have none."""
         frame = self._sse
         if frame is None:
             if self.seq is not None:
                 frame = b"id: %d\ndata: %s\n\n" % (self.seq, self.data)
+            elif self.rev is not None:
+                frame = b"id: r%d\nevent: %s\ndata: %s\n\n" % (
+                    self.rev,
+                    self.name.encode(),
+                    self.data,
+                )
             else:
                 frame = b"event: %s\ndata: %s\n\n" % (self.name.encode(), self.data)
             self._sse = frame
@@ -97,13 +122,20 @@ class Event:
 
     @property
     def sse_all(self) -> bytes:
-        """The frame on ``/chat/events``: a message's ``id:`` is the all-rooms cursor."""
+        """The frame on ``/chat/events``: every stored event's ``id:`` is the all-rooms cursor."""
         frame = self._all
         if frame is None:
-            if self.seq is not None and self.position is not None:
-                frame = b"id: %s\ndata: %s\n\n" % (cursor(self.position).encode(), self.data)
-            else:
+            if self.position is None:
                 frame = self.sse if self.seq is None else b"data: %s\n\n" % self.data
+            elif self.seq is not None:
+                frame = b"id: %s%d\ndata: %s\n\n" % (CURSOR_BYTES, self.position, self.data)
+            else:
+                frame = b"id: %s%d\nevent: %s\ndata: %s\n\n" % (
+                    CURSOR_BYTES,
+                    self.position,
+                    self.name.encode(),
+                    self.data,
+                )
             self._all = frame
         return frame
 
@@ -115,10 +147,31 @@ class Event:
         if frame is None:
             if self.seq is not None:
                 text = b'{"event":"message","id":%d,"data":%s}' % (self.seq, self.data)
+            elif self.rev is not None:
+                text = b'{"event":"%s","id":"r%d","data":%s}' % (
+                    self.name.encode(),
+                    self.rev,
+                    self.data,
+                )
+            elif self.position is not None:
+                text = b'{"event":"%s","id":"%s%d","data":%s}' % (
+                    self.name.encode(),
+                    CURSOR_BYTES,
+                    self.position,
+                    self.data,
+                )
             else:
                 text = b'{"event":"%s","data":%s}' % (self.name.encode(), self.data)
             frame = self._ws = ws_text_frame(text)
         return frame
+
+    def frame(self, kind: str) -> bytes:
+        """This event as a connection of ``kind`` receives it (outside the hub's fast path)."""
+        if kind == "all":
+            return self.sse_all
+        if kind == "ws":
+            return self.ws
+        return self.sse
 
     def wire(self) -> bytes:
         """The broker payload: enough to rebuild the event on another node."""
@@ -127,7 +180,9 @@ class Event:
             "n": self.name,
             "s": self.seq,
             "x": self.exclude,
+            "u": self.exclude_user_streams,
             "p": self.position,
+            "v": self.rev,
         }
         return _json.encode(head) + b"\n" + self.data
 
@@ -135,10 +190,21 @@ class Event:
     def from_wire(cls, payload: bytes) -> Event:
         head, _, data = payload.partition(b"\n")
         meta = msgspec.json.decode(head)
-        return cls(meta["r"], meta["n"], data, meta["s"], meta.get("x"), meta.get("p"))
+        event = cls(
+            meta["r"], meta["n"], data, meta["s"], meta.get("x"), meta.get("p"), meta.get("v")
+        )
+        event.exclude_user_streams = meta.get("u")
+        return event
 
 
 CURSOR_PREFIX = "g"
+CURSOR_BYTES = CURSOR_PREFIX.encode()
+ROOM_CURSOR_PREFIX = "r"
+
+
+def room_cursor(rev: int) -> str:
+    """The ``id`` of a room's stored change (a message's ``id`` is its ``seq``)."""
+    return f"{ROOM_CURSOR_PREFIX}{rev}"
 
 
 def cursor(position: int) -> str:

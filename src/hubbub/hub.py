@@ -15,8 +15,15 @@ its own ``seq``); ``all`` (``/chat/events``) listens to every room of its user p
 personal channel and gets the tick's events in publish order, so its single cursor (the stream
 position) only ever grows; ``poll`` (long-poll) only wants to be woken.
 
-Ordering and exactly-once per room are the :class:`~hubbub.subscription.RoomSequencer`'s job;
-holes it finds are read back from the store here.
+Ordering and exactly-once per room are the :class:`~hubbub.subscription.RoomSequencer`'s job
+(by the room's ``rev``, which messages and stored changes share); holes it finds are read back
+from the store here.
+
+Access follows changes as they pass (see "Who receives what" in ``docs/api.md``): a
+``member_left`` ends that user's streams of the room right after it in the same tick, and
+``sessions_ended`` on the control channel (``@*``, every node listens) ends every stream opened
+with those sessions. The control channel also carries ``room_created`` to every all-rooms and
+WebSocket stream.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
+
+import msgspec
 
 from hubbub.broker.base import Broker
 from hubbub.encoding import LAST_CHUNK, PING_CHUNK, Event, chunk
@@ -41,11 +50,22 @@ DeliveryObserver = Callable[[int, float], None]
 REPAIR_DELAY = 0.05
 MAX_PENDING = 10_000
 WS_PING = b"\x89\x00"
+CONTROL = "@*"  # every node listens: session ends, new public rooms
+WS_SERVICE_RESTART = 1012
+WS_REVOKED = 4401
 
 
 def personal_channel(user_id: str) -> str:
     """The channel of events for one user (room ids cannot contain ``@``)."""
     return "@" + user_id
+
+
+def left_user(event: Event) -> str | None:
+    """Who a ``member_left`` event is about (rare: decoding here costs nothing)."""
+    try:
+        return str(msgspec.json.decode(event.data)["user_id"])
+    except (msgspec.DecodeError, KeyError, TypeError):
+        return None
 
 
 class FlowState(Protocol):
@@ -85,6 +105,7 @@ class Connection:
         "position",
         "room_set",
         "rooms",
+        "session_id",
         "transport",
         "user_id",
         "wake",
@@ -92,19 +113,27 @@ class Connection:
     )
 
     def __init__(
-        self, transport: TransportLike, flow: FlowState, user_id: str, kind: str = "sse"
+        self,
+        transport: TransportLike,
+        flow: FlowState,
+        user_id: str,
+        kind: str = "sse",
+        session_id: str | None = None,
     ) -> None:
         self.transport = transport
         self.write = transport.write
         self.flow = flow
         self.user_id = user_id
+        self.session_id = session_id
         self.kind = kind
         self.pending: list[Event] | None = None
         self.position = 0  # ``all`` streams: the newest stream position written
         self.rooms: list[str] = []
         self.room_set: set[str] = set()
         self.last_presence: dict[bytes, bytes] | None = None
-        self.on_end: Callable[[], None] | None = None
+        # How a stream that is not plain SSE ends, given a WebSocket close code (1012 to
+        # reconnect elsewhere, 4401 when its credentials were revoked).
+        self.on_end: Callable[[int], None] | None = None
         self.wake: Callable[[], None] | None = None  # long-poll: something queued
 
     def send_frames(self, frames: bytes) -> None:
@@ -112,10 +141,10 @@ class Connection:
         if not self.transport.is_closing():
             self.write(frames if self.kind == "ws" else chunk(frames))
 
-    def close(self) -> None:
-        """End the stream cleanly so the client reconnects (shutdown)."""
+    def close(self, code: int = WS_SERVICE_RESTART) -> None:
+        """End the stream cleanly: the response ends (SSE) or the socket closes with ``code``."""
         if self.on_end is not None:
-            self.on_end()
+            self.on_end(code)
         elif not self.transport.is_closing():
             self.write(LAST_CHUNK)
             self.transport.close()
@@ -125,7 +154,17 @@ class Connection:
 
 
 class _Room:
-    __slots__ = ("all", "batch", "listeners", "ready", "repair", "replaying", "sequencer")
+    __slots__ = (
+        "all",
+        "batch",
+        "listeners",
+        "ready",
+        "repair",
+        "replaying",
+        "revoking",
+        "sequencer",
+        "waiters",
+    )
 
     def __init__(self) -> None:
         self.listeners: set[Connection] = set()
@@ -135,6 +174,8 @@ class _Room:
         self.batch: list[Event] = []
         self.repair: asyncio.TimerHandle | asyncio.Task[None] | None = None
         self.ready = asyncio.get_running_loop().create_future()
+        self.revoking = False  # the batch holds a member_left: split it there
+        self.waiters: list[tuple[int, asyncio.Future[None]]] = []  # caught_up()
 
     def empty(self) -> bool:
         return not self.listeners and not self.replaying and not self.all
@@ -164,13 +205,17 @@ class Hub:
         self._on_delivered = on_delivered
         self._on_cutoff = on_cutoff
         self._personal_hooks: list[Callable[[Event], None]] = []
+        self._session_hooks: list[Callable[[list[str]], None]] = []
         self.connections: set[Connection] = set()
         self.closing = False
+        self._tick_revoking = False
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         await self._broker.start(self.dispatch)
+        await self._broker.subscribe(CONTROL)
         self._schedule_ping()
 
     def close_all(self) -> None:
@@ -180,6 +225,11 @@ class Hub:
             self._ping_handle.cancel()
         for conn in list(self.connections):
             conn.close()
+
+    def on_sessions_ended(self, hook: Callable[[list[str]], None]) -> None:
+        """Called with the ids of sessions ended anywhere (every node hears it), so caches of
+        sessions on this node forget them at once."""
+        self._session_hooks.append(hook)
 
     def on_personal(self, hook: Callable[[Event], None]) -> None:
         """Called for every event of a personal channel (``@user``) this node listens to."""
@@ -272,21 +322,42 @@ class Hub:
             await self.detach_room(conn, room_id)
 
     async def caught_up(self, heads: dict[str, int], timeout: float = 5.0) -> None:
-        """Wait until this node has passed on each room's events up to the given seq.
+        """Wait until this node has passed on each room's events up to the given rev.
 
-        A replay reads the store, which is ahead of live delivery for a moment: a message is
+        A replay reads the store, which is ahead of live delivery for a moment: a change is
         committed before it is published. Going live before live delivery has caught up with
-        the replay would let such a message through twice; waiting here (microseconds, as a
-        rule) closes that window. A broker that lost the event is repaired by resync; after
-        ``timeout`` we go live anyway rather than hold the stream."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while any(self.head(room_id) < seq for room_id, seq in heads.items()):
-            if asyncio.get_running_loop().time() > deadline:
-                return
-            await asyncio.sleep(0.002)
+        the replay would let such an event through twice; waiting here (microseconds, as a
+        rule: the hub wakes us when the room's head passes the mark) closes that window. A
+        broker that lost the event is repaired by resync; after ``timeout`` we go live anyway
+        rather than hold the stream."""
+        loop = asyncio.get_running_loop()
+        waits: list[asyncio.Future[None]] = []
+        for room_id, rev in heads.items():
+            room = self._rooms.get(room_id)
+            if room is None or self.head(room_id) >= rev:
+                continue
+            future: asyncio.Future[None] = loop.create_future()
+            room.waiters.append((rev, future))
+            waits.append(future)
+        if waits:
+            await asyncio.wait(waits, timeout=timeout)
+            for future in waits:
+                future.cancel()
+
+    def _wake_waiters(self, room: _Room) -> None:
+        head = room.sequencer.head or 0
+        keep = []
+        for rev, future in room.waiters:
+            if future.done():
+                continue
+            if rev <= head:
+                future.set_result(None)
+            else:
+                keep.append((rev, future))
+        room.waiters = keep
 
     def head(self, room_id: str) -> int:
-        """The newest seq this node has passed on for a room it listens to."""
+        """The newest rev this node has passed on for a room it listens to."""
         room = self._rooms.get(room_id)
         return 0 if room is None or room.sequencer.head is None else room.sequencer.head
 
@@ -296,6 +367,8 @@ class Hub:
         """Called by the broker for every event of a room this node listens to."""
         room = self._rooms.get(event.room_id)
         if room is None:
+            if event.room_id == CONTROL:
+                self._control(event)
             return
         ready = room.sequencer.accept(event)
         for e in ready:
@@ -312,8 +385,13 @@ class Hub:
         if not room.batch:
             self._dirty.append(room)
         room.batch.append(event)
+        if event.name == "member_left":
+            room.revoking = True
+            self._tick_revoking = True
         if room.all:
             self._tick.append(event)
+        if room.waiters:
+            self._wake_waiters(room)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
@@ -325,6 +403,10 @@ class Hub:
         now = time.monotonic()
         for room in dirty:
             batch, room.batch = room.batch, []
+            if room.revoking:
+                room.revoking = False
+                self._write_revoking(room, batch, now)
+                continue
             if room.listeners:
                 self._write_room(room, batch, now)
             for conn, queued in room.replaying.items():
@@ -332,7 +414,8 @@ class Hub:
                 if conn.wake is not None:
                     conn.wake()
         if tick:
-            self._write_all(tick)
+            revoking, self._tick_revoking = self._tick_revoking, False
+            self._write_all(tick, revoking)
         for room in dirty:
             for conn, queued in list(room.replaying.items()):
                 if len(queued) > MAX_PENDING:
@@ -340,11 +423,16 @@ class Hub:
 
     def _write_room(self, room: _Room, batch: list[Event], now: float) -> None:
         encoded: dict[str, bytes] = {}
-        personal = any(e.exclude is not None for e in batch)
+        personal = any(e.exclude is not None or e.exclude_user_streams is not None for e in batch)
         slow: list[Connection] | None = None
         for conn in room.listeners:
             if personal:  # rare (typing): this tick's events minus the user's own
-                mine = [e for e in batch if e.exclude != conn.user_id]
+                mine = [
+                    e
+                    for e in batch
+                    if e.exclude != conn.user_id
+                    and (conn.kind != "ws" or e.exclude_user_streams != conn.user_id)
+                ]
                 if not mine:
                     continue
                 data = FRAMERS[conn.kind](mine)
@@ -367,10 +455,19 @@ class Hub:
         if self._on_delivered is not None:
             self._on_delivered(len(room.listeners) * len(batch), now - batch[0].born)
 
-    def _write_all(self, tick: list[Event]) -> None:
+    def _write_all(self, tick: list[Event], revoking: bool = False) -> None:
         """``/chat/events`` streams: the tick's events of their rooms, in publish order."""
         for conn in list(self._all_conns):
-            mine = [e for e in tick if e.room_id in conn.room_set and e.exclude != conn.user_id]
+            if revoking:
+                mine = self._mine_until_left(conn, tick)
+            else:
+                mine = [
+                    e
+                    for e in tick
+                    if e.room_id in conn.room_set
+                    and e.exclude != conn.user_id
+                    and e.exclude_user_streams != conn.user_id
+                ]
             if mine:
                 mine = self._without_repeated_presence(conn, mine)
             if not mine:
@@ -406,6 +503,96 @@ class Hub:
                 seen[who] = e.data
             out.append(e)
         return out
+
+    # access follows changes -------------------------------------------------------------
+
+    def _write_revoking(self, room: _Room, batch: list[Event], now: float) -> None:
+        """A batch with a ``member_left``: everyone gets the events up to it, then the user
+        who left stops receiving the room (rare, so the slow way)."""
+        start = 0
+        for i, event in enumerate(batch):
+            if event.name != "member_left":
+                continue
+            self._write_segment(room, batch[start : i + 1], now)
+            start = i + 1
+            user_id = left_user(event)
+            if user_id is None:
+                continue
+            for conn in [c for c in (*room.listeners, *room.replaying) if c.user_id == user_id]:
+                self._leave(conn, room, event.room_id)
+        if start < len(batch):
+            self._write_segment(room, batch[start:], now)
+
+    def _write_segment(self, room: _Room, batch: list[Event], now: float) -> None:
+        if room.listeners:
+            self._write_room(room, batch, now)
+        for conn, queued in room.replaying.items():
+            queued.extend(batch)
+            if conn.wake is not None:
+                conn.wake()
+
+    def _leave(self, conn: Connection, room: _Room, room_id: str) -> None:
+        """``conn``'s user left ``room_id``: a room stream ends; a WebSocket drops the room
+        (its ``room_removed`` comes on the personal channel); a long-poll is answered."""
+        room.listeners.discard(conn)
+        queued = room.replaying.pop(conn, None)
+        if conn.kind == "poll" and queued is not None:
+            room.replaying[conn] = queued  # answered with what it has; it detaches itself
+            if conn.wake is not None:
+                conn.wake()
+            return
+        if conn.kind == "ws":
+            self._forget_room(conn, room_id)
+            return
+        log.info("%s stopped receiving room %s: left", conn.user_id, room_id)
+        conn.close()
+
+    def _forget_room(self, conn: Connection, room_id: str) -> None:
+        if room_id in conn.room_set:
+            conn.room_set.discard(room_id)
+            conn.rooms.remove(room_id)
+        task = asyncio.get_running_loop().create_task(self.detach_room(conn, room_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _mine_until_left(self, conn: Connection, tick: list[Event]) -> list[Event]:
+        out = []
+        for e in tick:
+            if (
+                e.room_id not in conn.room_set
+                or e.exclude == conn.user_id
+                or e.exclude_user_streams == conn.user_id
+            ):
+                continue
+            out.append(e)
+            if e.name == "member_left" and left_user(e) == conn.user_id:
+                room = self._rooms.get(e.room_id)
+                if room is not None:
+                    room.all.discard(conn)
+                self._forget_room(conn, e.room_id)
+        return out
+
+    def _control(self, event: Event) -> None:
+        """The control channel: every node hears it."""
+        if event.name == "sessions_ended":
+            info = msgspec.json.decode(event.data)
+            ended = set(info.get("session_ids") or ())
+            user_id = info.get("user_id")
+            for hook in self._session_hooks:
+                hook(sorted(ended))
+            for conn in list(self.connections):
+                if conn.user_id == user_id and conn.session_id in ended:
+                    log.info("ending a %s stream of %s: session ended", conn.kind, user_id)
+                    conn.close(WS_REVOKED)
+        elif event.name == "room_created":
+            for conn in list(self.connections):
+                if conn.kind == "all":
+                    if conn.pending is not None:
+                        conn.pending.append(event)
+                    else:
+                        conn.send_frames(event.sse_all)
+                elif conn.kind == "ws":
+                    conn.send_frames(event.ws)
 
     def cut_off(self, conn: Connection) -> None:
         log.info("cutting off slow %s stream of %s", conn.kind, conn.user_id)

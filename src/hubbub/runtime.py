@@ -24,6 +24,7 @@ from hubbub.redis_client import namespace
 from hubbub.service import ChatService
 from hubbub.store.sql import SqlStore
 from hubbub.transports.events import AllRoomsStreams
+from hubbub.transports.resume import event_of
 from hubbub.typing_redis import RedisTypingTracker
 
 log = logging.getLogger("hubbub")
@@ -95,15 +96,17 @@ class Runtime:
         self._housekeeping: asyncio.Task[None] | None = None
         self._resyncer: asyncio.Task[None] | None = None
         self.all_streams = AllRoomsStreams(self)
+        self.hub.on_sessions_ended(self.auth.forget_sessions)
 
     async def _head(self, room_id: str) -> int:
-        room = await self.store.room(room_id)
-        return 0 if room is None else room.last_seq
+        """The newest rev of a room's log (the hub's sequencer starts there)."""
+        return (await self.store.heads([room_id])).get(room_id, 0)
 
     async def _gap(self, room_id: str, after: int, before: int) -> list[Event]:
+        """A hole in a room's log, read back from the store (messages and changes)."""
         limit = min(before - after - 1, self.settings.replay_page)
-        found = await self.store.since(room_id, after, before, limit)
-        return [Event.message(m, position) for m, position in found]
+        found = await self.store.room_log(room_id, after, limit, before)
+        return [event_of(e) for e in found]
 
     async def start(self) -> None:
         await self.store.start()

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,11 +21,12 @@ import msgspec
 
 from hubbub.auth.identity import Identity
 from hubbub.broker.base import Broker
+from hubbub.changes import Change
 from hubbub.encoding import Event
 from hubbub.errors import Conflict, Forbidden, HubbubError, Invalid, NotFound, Unavailable
 from hubbub.files.base import FileStore
 from hubbub.fulltext import query_terms
-from hubbub.hub import personal_channel
+from hubbub.hub import CONTROL
 from hubbub.models import (
     ClientTimestamp,
     FileInfo,
@@ -88,6 +89,13 @@ def check_reaction(reaction: str) -> None:
             f"reaction must be 1-{MAX_REACTION_CHARS} characters without spaces",
             code="invalid_reaction",
         )
+
+
+def check_room_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > MAX_ROOM_NAME:
+        raise Invalid(f"name must be 1-{MAX_ROOM_NAME} characters", code="invalid_name")
+    return name
 
 
 def check_room_id(room_id: str) -> None:
@@ -229,11 +237,12 @@ class ChatService:
         for result in results:
             event = None
             if result.message is not None:
-                event = Event.message(result.message, result.position or None)
+                event = Event.message(result.message, result.position or None, result.rev or None)
             events.append(event)
+            if result.room_created and result.message is not None:
+                await self._announce_room(result.message.room_id)
+            await self._publish_changes(result.changes)
             if result.outcome is AppendOutcome.CREATED and event is not None:
-                if result.joined:
-                    await self._publish_member(result.message, "member_joined")  # type: ignore[arg-type]
                 await self._publish(event)
         created = sum(1 for r in results if r.outcome is AppendOutcome.CREATED)
         if created and self._on_stored is not None:
@@ -248,15 +257,24 @@ class ChatService:
         except Exception as exc:  # stored is what counts: streams repair from the store
             log.warning("publish to room %s failed: %s", event.room_id, exc)
 
-    async def _publish_member(self, msg: Message, name: str) -> None:
-        await self.member_event(msg.room_id, msg.user_id, msg.username, name)
+    async def _publish_changes(self, changes: Sequence[Change]) -> None:
+        """Stored changes, in log order (each is in the store already: a stream that misses
+        one here reads it back by its ``rev`` or position)."""
+        for c in changes:
+            await self._publish(Event.stored(c.room_id, c.name, c.data, c.position, c.rev))
 
-    async def member_event(self, room_id: str, user_id: str, username: str, name: str) -> None:
-        """To the room, and to the user's personal channel: their ``/chat/events`` streams
-        start or stop following the room."""
-        payload = {"room_id": room_id, "user_id": user_id, "username": username}
-        await self._publish(Event.named(room_id, name, payload))
-        await self._publish(Event.named(personal_channel(user_id), name, payload))
+    async def _announce_room(self, room_id: str) -> None:
+        """A new public room, to every ``/chat/events`` and WebSocket client (live only)."""
+        room = await self.store.room(room_id)
+        if room is not None and room.visibility == "public":
+            await self._publish(Event.named(CONTROL, "room_created", room))
+
+    async def sessions_ended(self, user_id: str, session_ids: list[str]) -> None:
+        """End, on every node, each stream opened with one of these sessions (logout, a
+        refresh token's reuse, a password change): SSE responses end, WebSockets close 4401."""
+        if session_ids:
+            payload = {"user_id": user_id, "session_ids": session_ids}
+            await self._publish(Event.named(CONTROL, "sessions_ended", payload))
 
     # reading -----------------------------------------------------------------------------
 
@@ -276,9 +294,11 @@ class ChatService:
         if self.trust:
             check_room_id(room_id)
             if await self.store.membership(room_id, who.user_id) is None:
-                room, joined = await self.store.enter_room(room_id, who.user_id)
-                if joined:
-                    await self.member_event(room_id, who.user_id, who.username, "member_joined")
+                existed = await self.store.room(room_id) is not None
+                _, changes = await self.store.enter_room(room_id, who.user_id, who.username)
+                if not existed:
+                    await self._announce_room(room_id)
+                await self._publish_changes(changes)
         room, _ = await self.readable_room(who, room_id)
         return room
 
@@ -314,18 +334,20 @@ class ChatService:
     async def edit(self, who: Identity, message_id: str, text: str) -> Message:
         check_text(text, self.max_message_chars)
         await self._own_message(who, message_id, admin_ok=False)
-        msg = await self.store.edit_message(message_id, text)
-        if msg is None:
+        done = await self.store.edit_message(message_id, text)
+        if done is None:
             raise Conflict("the message was deleted", code="message_deleted")
-        await self._publish(Event.named(msg.room_id, "message_edited", msg))
+        msg, changes = done
+        await self._publish_changes(changes)
         return msg
 
     async def delete(self, who: Identity, message_id: str) -> Message:
         original = await self._own_message(who, message_id, admin_ok=True)
-        msg = await self.store.delete_message(message_id)
-        if msg is None:
+        done = await self.store.delete_message(message_id)
+        if done is None:
             raise NotFound("message not found", code="message_not_found")
-        await self._publish(Event.named(msg.room_id, "message_deleted", msg))
+        msg, changes = done
+        await self._publish_changes(changes)
         if original.file is not None:
             await self._drop_file(original.file.id)
         return msg
@@ -333,7 +355,10 @@ class ChatService:
     # reactions, reads, typing, presence ---------------------------------------------------
 
     async def member_of(self, who: Identity, room_id: str) -> Room:
-        """The room if ``who`` is a member (a private room is 404, a public one 403)."""
+        """The room if ``who`` is a member (a private room is 404, a public one 403). In trust
+        mode every route that names a room is first use, as sending is: created and joined."""
+        if self.trust:
+            await self.open_room(who, room_id)
         room, role = await self.readable_room(who, room_id)
         if role is None:
             raise Forbidden(f"you are not a member of room {room_id!r}", code="not_a_member")
@@ -349,24 +374,10 @@ class ChatService:
         await self.member_of(who, msg.room_id)
         if msg.deleted:
             raise Conflict("the message was deleted", code="message_deleted")
-        changed = await self.store.react(message_id, who.user_id, reaction, add)
-        if changed:
-            await self._publish(
-                Event.named(
-                    msg.room_id,
-                    "reaction",
-                    {
-                        "message_id": message_id,
-                        "user_id": who.user_id,
-                        "reaction": reaction,
-                        "room_id": msg.room_id,
-                        "seq": msg.seq,
-                        "action": "added" if add else "removed",
-                    },
-                )
-            )
+        changes = await self.store.react(message_id, who.user_id, reaction, add)
+        await self._publish_changes(changes)
         fresh = await self.store.message(message_id)
-        return (fresh or msg), changed
+        return (fresh or msg), bool(changes)
 
     async def mark_read(self, who: Identity, room_id: str, seq: int) -> tuple[int, int]:
         """Move my read pointer forward; returns (pointer, unread). Never moves backwards."""
@@ -377,13 +388,15 @@ class ChatService:
                 code="invalid_seq",
                 details={"last_seq": room.last_seq},
             )
-        pointer, moved = await self.store.mark_read(room_id, who.user_id, seq)
-        if moved:
-            await self._publish(
-                Event.named(
-                    room_id, "read", {"room_id": room_id, "user_id": who.user_id, "seq": pointer}
-                )
-            )
+        pointer, changes = await self.store.mark_read(room_id, who.user_id, seq)
+        if changes:
+            # The room sees the receipt live; the reader's user-level streams get the stored
+            # change on their personal channel (resumable), so the room's copy skips those.
+            payload = {"room_id": room_id, "user_id": who.user_id, "seq": pointer}
+            receipt = Event.named(room_id, "read", payload)
+            receipt.exclude_user_streams = who.user_id
+            await self._publish(receipt)
+            await self._publish_changes(changes)
         return pointer, max(0, room.last_seq - pointer)
 
     async def set_typing(self, who: Identity, room_id: str, is_typing: bool) -> bool:
@@ -421,22 +434,18 @@ class ChatService:
     async def create_room(
         self, who: Identity, name: str, visibility: Visibility, room_id: str | None
     ) -> Room:
-        name = name.strip()
-        if not name or len(name) > MAX_ROOM_NAME:
-            raise Invalid(f"name must be 1-{MAX_ROOM_NAME} characters", code="invalid_name")
+        name = check_room_name(name)
         if room_id is not None:
             check_room_id(room_id)
             if await self.store.room(room_id) is not None:
                 raise Conflict(f"room {room_id!r} already exists", code="room_exists")
         try:
-            room = await self.store.create_room(name, visibility, who.user_id, room_id)
-            await self._publish(
-                Event.named(
-                    personal_channel(who.user_id),
-                    "member_joined",
-                    {"room_id": room.id, "user_id": who.user_id, "username": who.username},
-                )
+            room, changes = await self.store.create_room(
+                name, visibility, who.user_id, room_id, who.username
             )
+            if visibility == "public":
+                await self._publish(Event.named(CONTROL, "room_created", room))
+            await self._publish_changes(changes)
             return room
         except HubbubError:
             raise
@@ -449,20 +458,52 @@ class ChatService:
         return await self.store.rooms_for(who.user_id)
 
     async def join(self, who: Identity, room_id: str) -> tuple[Room, bool]:
+        if self.trust:
+            check_room_id(room_id)
+            if await self.store.membership(room_id, who.user_id) is None:
+                await self.open_room(who, room_id)
+                room, _ = await self.readable_room(who, room_id)
+                return room, True
         room, role = await self.readable_room(who, room_id)
         if role is not None:
             return room, False
-        added = await self.store.add_member(room_id, who.user_id)
-        if added:
-            await self.member_event(room_id, who.user_id, who.username, "member_joined")
-        return room, added
+        changes = await self.store.add_member(room_id, who.user_id)
+        await self._publish_changes(changes)
+        return room, bool(changes)
 
     async def leave(self, who: Identity, room_id: str) -> bool:
         await self.readable_room(who, room_id)
-        removed = await self.store.remove_member(room_id, who.user_id)
-        if removed:
-            await self.member_event(room_id, who.user_id, who.username, "member_left")
-        return removed
+        changes = await self.store.remove_member(room_id, who.user_id)
+        await self._publish_changes(changes)
+        return bool(changes)
+
+    async def remove_member(self, who: Identity, room_id: str, user_id: str) -> bool:
+        """A room admin removes a member (or anyone removes themselves): ``member_left``, and
+        the member's streams of the room stop at once."""
+        _, role = await self.readable_room(who, room_id)
+        if user_id != who.user_id and role != "admin":
+            raise Forbidden("only room admins can remove members", code="not_room_admin")
+        changes = await self.store.remove_member(room_id, user_id)
+        if not changes and await self.store.user_by_id(user_id) is None:
+            raise NotFound("user not found", code="user_not_found")
+        await self._publish_changes(changes)
+        return bool(changes)
+
+    async def update_room(
+        self, who: Identity, room_id: str, *, name: str | None, visibility: Visibility | None
+    ) -> Room:
+        """A room admin renames the room or changes its visibility (``room_updated``)."""
+        _, role = await self.readable_room(who, room_id)
+        if role != "admin":
+            raise Forbidden("only room admins can change the room", code="not_room_admin")
+        if name is not None:
+            name = check_room_name(name)
+        done = await self.store.update_room(room_id, name=name, visibility=visibility)
+        if done is None:
+            raise NotFound(f"room {room_id!r} not found", code="room_not_found")
+        room, changes = done
+        await self._publish_changes(changes)
+        return room
 
     async def members(self, who: Identity, room_id: str) -> list[Member]:
         """Members with their presence (from the Presence backend, never the database)."""
@@ -486,9 +527,9 @@ class ChatService:
             raise Invalid("give user_id or username", code="missing_user")
         if target is None:
             raise NotFound("user not found", code="user_not_found")
-        added = await self.store.add_member(room_id, target.id)
-        if added:
-            await self.member_event(room_id, target.id, target.username, "member_joined")
+        changes = await self.store.add_member(room_id, target.id)
+        added = bool(changes)
+        await self._publish_changes(changes)
         for m in await self.store.members(room_id):
             if m.user_id == target.id:
                 return m, added
@@ -593,4 +634,9 @@ def _sent(result: AppendResult, event: Event | None, room_id: str) -> Sent:
         )
     if outcome is AppendOutcome.NOT_MEMBER:
         raise Forbidden(f"you are not a member of room {room_id!r}", code="not_a_member")
+    if outcome is AppendOutcome.REJECTED:
+        raise Invalid(
+            "the message could not be stored (the store refused it); nothing was stored",
+            code="message_rejected",
+        )
     raise NotFound(f"room {room_id!r} not found", code="room_not_found")

@@ -1,13 +1,17 @@
 """Ordering rules, with no I/O: in-order delivery per room and the resume hand-off.
 
-The store is the source of truth and the broker only a doorbell. These two small state
-machines turn whatever the broker delivers (possibly late, duplicated, out of order or with
-holes) into exactly-once, in-``seq``-order delivery:
+The store is the source of truth and the broker only a doorbell. These small state machines
+turn whatever the broker delivers (possibly late, duplicated, out of order or with holes) into
+exactly-once, in-order delivery, for messages and every other stored change alike — both carry
+the room's ``rev`` (see ``store/changelog.py``):
 
-* :class:`RoomSequencer` (one per room per node): drops ``seq <= head``, passes ``head + 1``
+* :class:`RoomSequencer` (one per room per node): drops ``rev <= head``, passes ``head + 1``
   on, holds anything further ahead and reports the hole so the hub can read it from the store.
-* :func:`hand_off` (one per resuming connection): after replaying ``seq > cursor`` from the
-  store, merges what arrived live during the replay, skipping what the replay already sent.
+  Live-only events (typing, presence) have no ``rev`` and pass straight through.
+* :class:`Resume` (one per resuming connection): the way from a client's cursor to live. The
+  transport's driver (``transports/resume.py``) feeds it pages read from the store and, at the
+  end, what the hub queued live meanwhile; it says what to send, what is a duplicate, and
+  whether the live queue shows a hole that the store must fill first.
 """
 
 from __future__ import annotations
@@ -21,27 +25,27 @@ class RoomSequencer:
     __slots__ = ("head", "held")
 
     def __init__(self) -> None:
-        self.head: int | None = None  # last seq passed on; None until known from the store
+        self.head: int | None = None  # last rev passed on; None until known from the store
         self.held: dict[int, Event] = {}
 
     def start(self, head: int) -> list[Event]:
-        """The store says ``head`` is the newest committed seq: release what can go now."""
+        """The store says ``head`` is the newest committed rev: release what can go now."""
         self.head = head
         return self._release()
 
     def accept(self, event: Event) -> list[Event]:
-        """Events that may be delivered now, in order (an event without seq passes straight)."""
-        seq = event.seq
-        if seq is None:
+        """Events that may be delivered now, in order (an event without rev passes straight)."""
+        rev = event.rev
+        if rev is None:
             return [event]
         head = self.head
-        if head is None or seq > head + 1:
-            if head is None or seq > head:
-                self.held.setdefault(seq, event)
+        if head is None or rev > head + 1:
+            if head is None or rev > head:
+                self.held.setdefault(rev, event)
             return []
-        if seq <= head:
+        if rev <= head:
             return []
-        self.head = seq
+        self.head = rev
         if not self.held:
             return [event]
         return [event, *self._release()]
@@ -49,8 +53,8 @@ class RoomSequencer:
     def fill(self, events: Iterable[Event]) -> list[Event]:
         """Events read from the store to close a hole; returns what may go now."""
         for event in events:
-            if event.seq is not None and self.head is not None and event.seq > self.head:
-                self.held.setdefault(event.seq, event)
+            if event.rev is not None and self.head is not None and event.rev > self.head:
+                self.held.setdefault(event.rev, event)
         return self._release()
 
     def missing(self) -> tuple[int, int] | None:
@@ -64,8 +68,8 @@ class RoomSequencer:
         held = self.held
         head = self.head
         assert head is not None
-        for seq in [s for s in held if s <= head]:
-            del held[seq]
+        for rev in [r for r in held if r <= head]:
+            del held[rev]
         while head + 1 in held:
             head += 1
             out.append(held.pop(head))
@@ -73,14 +77,100 @@ class RoomSequencer:
         return out
 
 
-def hand_off(last_sent: int, pending: Iterable[Event]) -> tuple[list[Event], int]:
-    """What of ``pending`` still has to be sent after a replay that ended at ``last_sent``."""
-    out: list[Event] = []
-    for event in pending:
-        seq = event.seq
-        if seq is None:
+class Resume:
+    """From a cursor to live, each stored event exactly once.
+
+    A room stream resumes by the room's ``rev`` (``room_id`` given); ``/chat/events`` by the
+    stream position, and keeps each room's last ``rev`` too, so it can ask the hub to catch up
+    with exactly what it replayed. The driver loop is::
+
+        while True:
+            page = read the store after resume.cursor
+            send(resume.replayed(page, through=…))
+            if the page was full: continue
+            wait until the hub has passed on resume.heads()
+            if resume.behind(hub.pending(conn)): continue   # the store has them now
+            send(resume.hand_off(hub.go_live(conn))); break
+    """
+
+    __slots__ = ("by_position", "cursor", "revs", "room_id", "user_id", "user_level")
+
+    def __init__(
+        self,
+        after: int,
+        *,
+        room_id: str | None = None,
+        user_id: str | None = None,
+        user_level: bool = False,
+    ) -> None:
+        self.room_id = room_id
+        self.by_position = room_id is None
+        self.cursor = after  # the rev (room) or position (all rooms) replayed through
+        self.revs: dict[str, int] = {} if room_id is None else {room_id: after}
+        self.user_id = user_id  # events excluding this user (typing) are not for this client
+        self.user_level = user_level  # /chat/events or WebSocket (they get personal changes)
+
+    def _seen(self, event: Event) -> bool:
+        rev = event.rev
+        if self.by_position:
+            if event.position is not None and event.position <= self.cursor:
+                return True
+            return rev is not None and rev <= self.revs.get(event.room_id, -1)
+        return rev is not None and rev <= self.revs.get(event.room_id, 0)
+
+    def _note(self, event: Event) -> None:
+        if event.rev is not None and event.rev > self.revs.get(event.room_id, 0):
+            self.revs[event.room_id] = event.rev
+        if self.by_position:
+            if event.position is not None and event.position > self.cursor:
+                self.cursor = event.position
+        elif event.rev is not None and event.room_id == self.room_id:
+            self.cursor = max(self.cursor, event.rev)
+
+    def replayed(self, page: Iterable[Event], *, through: int | None = None) -> list[Event]:
+        """A page read from the store, in order: what to send. ``through`` is where the page
+        ended (its last rev or position) when folding left entries out."""
+        out: list[Event] = []
+        for event in page:
+            if self._seen(event):
+                continue
+            self._note(event)
             out.append(event)
-        elif seq > last_sent:
+        if through is not None and through > self.cursor:
+            self.cursor = through
+            if self.room_id is not None:
+                self.revs[self.room_id] = max(self.revs.get(self.room_id, 0), through)
+        return out
+
+    def heads(self) -> dict[str, int]:
+        """Per room, the rev the hub must have passed on before this stream goes live."""
+        return dict(self.revs)
+
+    def behind(self, pending: Iterable[Event]) -> bool:
+        """Whether what queued live starts past a hole (events committed after our last read
+        but passed on by the hub before we looked): read the store again first."""
+        if self.room_id is None:
+            return False
+        last = self.revs.get(self.room_id, 0)
+        for event in pending:
+            if event.rev is not None:
+                return event.rev > last + 1
+        return False
+
+    def hand_off(self, pending: Iterable[Event]) -> list[Event]:
+        """What queued live during the replay, minus what the replay already sent."""
+        out: list[Event] = []
+        for event in pending:
+            if event.exclude is not None and event.exclude == self.user_id:
+                continue
+            if (
+                self.user_level
+                and self.user_id is not None
+                and event.exclude_user_streams == self.user_id
+            ):
+                continue
+            if self._seen(event):
+                continue
+            self._note(event)
             out.append(event)
-            last_sent = seq
-    return out, last_sent
+        return out

@@ -336,8 +336,12 @@ async def test_reaction_rules(fast_server: Server) -> None:
             "/chat/messages/nope/reactions", headers=user("vic"), json={"reaction": "👍"}
         )
         assert_error(r, 404, "message_not_found")
+        # Trust mode: reacting is first use of the room, as sending is (API.md "Who receives
+        # what"); jwt mode refuses a non-member (test_jwt_reaction_needs_membership).
         r = await http.post(url, headers=user("outsider"), json={"reaction": "👍"})
-        assert_error(r, 403, "not_a_member")
+        assert r.status_code == 201, r.text
+        members = (await http.get(f"/chat/room/{room}/members", headers=user("vic"))).json()
+        assert "outsider" in [m["user_id"] for m in members["members"]]
         await http.post(url, headers=user("vic"), json={"reaction": "🎉"})
         assert (
             await http.delete(f"/chat/messages/{msg['id']}", headers=user("vic"))
@@ -385,5 +389,6 @@ async def test_unread_counts_follow_read_receipts(fast_server: Server) -> None:
             assert_error(r, 422, "invalid_seq")
             r = await http.post(f"/chat/room/{room}/read", headers=user("uri"), json={"seq": -1})
             assert_error(r, 422)
+            # Trust mode: reading is first use of the room (it joins, as sending does).
             r = await http.post(f"/chat/room/{room}/read", headers=user("nobody"), json={"seq": 1})
-            assert_error(r, 403, "not_a_member")
+            assert r.status_code == 200, r.text

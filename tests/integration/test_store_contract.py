@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from hubbub.changes import Change, Entry, LoggedMessage
 from hubbub.models import NewMessage
 from hubbub.store.base import AppendOutcome, AppendRequest
 from hubbub.store.sql import SqlStore
@@ -122,9 +125,11 @@ async def test_delete_keeps_seq_and_empties_text(store_url: str) -> None:
         await s.ensure_user("u")
         [r1, _] = await s.append_batch([req("d", "u", "one"), req("d", "u", "two")])
         assert r1.message is not None
-        deleted = await s.delete_message(r1.message.id)
-        assert deleted is not None
+        done = await s.delete_message(r1.message.id)
+        assert done is not None
+        deleted, logged = done
         assert (deleted.deleted, deleted.text, deleted.seq) == (True, "", 1)
+        assert [c.name for c in logged] == ["message_deleted"]
         [r3] = await s.append_batch([req("d", "u", "three")])
         assert r3.message is not None
         assert r3.message.seq == 3
@@ -147,3 +152,122 @@ async def test_committed_messages_survive_reopen(store_url: str) -> None:
         assert [m.seq for m in await s.history("p", after=0)] == list(range(1, 11))
     finally:
         await s.close()
+
+
+# the change log -------------------------------------------------------------------------------
+
+
+def _revs(entries: list[Entry]) -> list[int]:
+    return [e.rev or 0 for e in entries]
+
+
+async def test_every_change_is_one_log_row_in_one_room_order(store_url: str) -> None:
+    """Messages and changes share the room's rev, gap-free; each change costs one row."""
+    s = await open_store(store_url)
+    try:
+        await s.ensure_user("u")
+        await s.ensure_user("v")
+        [r1, r2] = await s.append_batch([req("c", "u", "one"), req("c", "u", "two")])
+        assert r1.message is not None and r2.message is not None
+        # "c" was created by u's first send: u's joining is logged before the message.
+        assert [c.name for c in r1.changes] == ["member_joined", "room_added"]
+        assert (r1.rev, r2.rev) == (2, 3)
+        rows_before = await _count_changes(s)
+        edited = await s.edit_message(r1.message.id, "one!")
+        assert edited is not None and [c.rev for c in edited[1]] == [4]
+        assert [c.rev for c in await s.react(r2.message.id, "u", "👍", True)] == [5]
+        assert await s.react(r2.message.id, "u", "👍", True) == []  # nothing changed
+        joined = await s.add_member("c", "v")
+        assert [(c.name, c.rev) for c in joined] == [("member_joined", 6), ("room_added", None)]
+        assert await s.add_member("c", "v") == []
+        left = await s.remove_member("c", "v")
+        assert [(c.name, c.rev) for c in left] == [("member_left", 7), ("room_removed", None)]
+        assert await _count_changes(s) - rows_before == 6  # 4 room changes + 2 personal
+        log = await s.room_log("c", 0, 100)
+        assert _revs(log) == list(range(1, 8))
+        assert isinstance(log[1], LoggedMessage) and log[1].message.text == "one!"  # current
+        assert _revs(await s.room_log("c", 3, 2)) == [4, 5]
+        assert _revs(await s.room_log("c", 3, 100, before=6)) == [4, 5]
+        assert await s.heads(["c"]) == {"c": 7}
+        assert await s.rev_at("c", 2) == 3
+        assert await s.rev_at("c", 0) == 0
+        # The user's log: by position, their rooms and their personal changes.
+        mine = await s.user_log("v", 0, 100)
+        assert [e.name for e in mine if isinstance(e, Change)] == [
+            "room_added",
+            "room_removed",
+        ]  # v left "c": its room changes are not v's any more
+        positions = [e.position for e in await s.user_log("u", 0, 100)]
+        assert positions == sorted(positions) and len(set(positions)) == len(positions)
+    finally:
+        await s.close()
+
+
+async def _count_changes(s: SqlStore) -> int:
+    return int(await s._read(lambda c: c.execute(sa.text("SELECT count(*) FROM changes")).scalar()))
+
+
+async def test_revs_are_gap_free_under_concurrent_writers_and_changes(store_url: str) -> None:
+    a, b = await open_store(store_url), await open_store(store_url)
+    try:
+        await a.ensure_user("u")
+        [first] = await a.append_batch([req("g", "u", "first")])
+        assert first.message is not None
+        target = first.message.id
+
+        async def sender(store: SqlStore) -> None:
+            for i in range(20):
+                await store.append_batch([req("g", "u", f"m{i}"), req("g", "u", f"n{i}")])
+
+        async def editor(store: SqlStore) -> None:
+            for i in range(20):
+                await store.edit_message(target, f"edit {i}")
+
+        await asyncio.gather(sender(a), editor(b), sender(b), editor(a))
+        log = await a.room_log("g", 0, 1000)
+        assert _revs(log) == list(range(1, len(log) + 1))
+        assert (await a.heads(["g"]))["g"] == len(log)
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_one_poisoned_item_fails_alone(store_url: str) -> None:
+    """A trigger refuses one text: that item is REJECTED, the rest of the batch is stored."""
+    s = await open_store(store_url)
+    try:
+        await s.ensure_user("u")
+        await _poison(s, "poison")
+        results = await s.append_batch(
+            [req("p2", "u", "a"), req("p2", "u", "poison"), req("p2", "u", "b")]
+        )
+        assert [r.outcome for r in results] == [
+            AppendOutcome.CREATED,
+            AppendOutcome.REJECTED,
+            AppendOutcome.CREATED,
+        ]
+        assert [(m.seq, m.text) for m in await s.history("p2")] == [(1, "a"), (2, "b")]
+    finally:
+        await s.close()
+
+
+async def _poison(s: SqlStore, text: str) -> None:
+    if s.dialect == "sqlite":
+        statements = [
+            f"CREATE TRIGGER poison BEFORE INSERT ON messages WHEN NEW.text = '{text}' "
+            "BEGIN SELECT RAISE(ABORT, 'poisoned'); END"
+        ]
+    else:
+        statements = [
+            "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF NEW.text = '{text}' THEN RAISE EXCEPTION 'poisoned' USING ERRCODE = '23514'; "
+            "END IF; RETURN NEW; END $$",
+            "CREATE TRIGGER poison BEFORE INSERT ON messages "
+            "FOR EACH ROW EXECUTE FUNCTION poison()",
+        ]
+
+    def work(conn: Any) -> None:
+        for statement in statements:
+            conn.execute(sa.text(statement))
+
+    await s._write(work)

@@ -1,44 +1,47 @@
-"""In-order, exactly-once rules without any I/O."""
+"""In-order, exactly-once rules without any I/O: the room sequencer and the resume engine."""
 
 from __future__ import annotations
 
 import random
 
 from hubbub.encoding import Event
-from hubbub.subscription import RoomSequencer, hand_off
+from hubbub.subscription import Resume, RoomSequencer
 
 
-def ev(seq: int | None, name: str = "message") -> Event:
-    return Event("r", name, b"{}", seq)
+def ev(rev: int | None, name: str = "message", room: str = "r") -> Event:
+    """A stored event of room ``room`` at ``rev`` (a message's seq is its rev here)."""
+    if name == "message":
+        return Event(room, name, b"{}", rev, rev=rev, position=None if rev is None else rev)
+    return Event(room, name, b"{}", rev=rev, position=None if rev is None else rev)
 
 
-def seqs(events: list[Event]) -> list[int | None]:
-    return [e.seq for e in events]
+def revs(events: list[Event]) -> list[int | None]:
+    return [e.rev for e in events]
 
 
 def test_in_order_events_pass_straight_through() -> None:
     s = RoomSequencer()
     assert s.start(0) == []
-    assert seqs(s.accept(ev(1))) == [1]
-    assert seqs(s.accept(ev(2))) == [2]
+    assert revs(s.accept(ev(1))) == [1]
+    assert revs(s.accept(ev(2, "message_edited"))) == [2]
 
 
 def test_duplicates_and_old_events_are_dropped() -> None:
     s = RoomSequencer()
     s.start(5)
     assert s.accept(ev(3)) == []
-    assert s.accept(ev(5)) == []
-    assert seqs(s.accept(ev(6))) == [6]
+    assert s.accept(ev(5, "reaction")) == []
+    assert revs(s.accept(ev(6))) == [6]
     assert s.accept(ev(6)) == []
 
 
-def test_out_of_order_is_held_then_released_in_order() -> None:
+def test_out_of_order_changes_are_held_then_released_in_order() -> None:
     s = RoomSequencer()
     s.start(0)
-    assert s.accept(ev(3)) == []
-    assert s.accept(ev(2)) == []
+    assert s.accept(ev(3, "message_deleted")) == []
+    assert s.accept(ev(2, "message_edited")) == []
     assert s.missing() == (0, 2)
-    assert seqs(s.accept(ev(1))) == [1, 2, 3]
+    assert revs(s.accept(ev(1))) == [1, 2, 3]
     assert s.missing() is None
 
 
@@ -47,7 +50,7 @@ def test_hole_filled_from_the_store() -> None:
     s.start(10)
     s.accept(ev(14))
     assert s.missing() == (10, 14)
-    assert seqs(s.fill([ev(11), ev(12), ev(13)])) == [11, 12, 13, 14]
+    assert revs(s.fill([ev(11), ev(12, "reaction"), ev(13, "member_left")])) == [11, 12, 13, 14]
     assert s.head == 14
 
 
@@ -55,12 +58,12 @@ def test_events_before_head_is_known_are_held_and_filtered() -> None:
     s = RoomSequencer()
     assert s.accept(ev(4)) == []
     assert s.accept(ev(5)) == []
-    assert seqs(s.start(4)) == [5]
+    assert revs(s.start(4)) == [5]
 
 
-def test_named_events_are_never_held() -> None:
+def test_live_only_events_are_never_held() -> None:
     s = RoomSequencer()
-    assert seqs(s.accept(ev(None, "typing"))) == [None]
+    assert [e.name for e in s.accept(ev(None, "typing"))] == ["typing"]
 
 
 def test_random_order_with_duplicates_delivers_each_once_in_order() -> None:
@@ -71,12 +74,68 @@ def test_random_order_with_duplicates_delivers_each_once_in_order() -> None:
     s.start(0)
     out: list[int | None] = []
     for n in stream:
-        out += seqs(s.accept(ev(n)))
+        out += revs(s.accept(ev(n, "message" if n % 3 else "message_edited")))
     assert out == list(range(1, 501))
 
 
-def test_hand_off_skips_what_the_replay_sent() -> None:
-    pending = [ev(8), ev(9), ev(None, "typing"), ev(10), ev(11)]
-    out, last = hand_off(9, pending)
-    assert seqs(out) == [None, 10, 11]
-    assert last == 11
+# the resume engine ---------------------------------------------------------------------------
+
+
+def test_room_resume_skips_what_the_replay_sent() -> None:
+    r = Resume(7, room_id="r")
+    assert revs(r.replayed([ev(8), ev(9, "reaction")])) == [8, 9]
+    pending = [ev(8), ev(9, "reaction"), ev(None, "typing"), ev(10), ev(11, "message_deleted")]
+    assert not r.behind(pending)
+    assert [e.name for e in r.hand_off(pending)] == ["typing", "message", "message_deleted"]
+    assert r.cursor == 11
+
+
+def test_room_resume_sees_a_hole_between_replay_and_live() -> None:
+    """The race ``Hub.caught_up`` closes: the replay read up to rev 9, but the hub already
+    passed on 10 and 11 before this connection queued; the queue starts at 12. Going live now
+    would lose 10 and 11, so the engine says: read the store again."""
+    r = Resume(0, room_id="r")
+    r.replayed([ev(n) for n in range(1, 10)])
+    assert r.behind([ev(12), ev(13)])
+    r.replayed([ev(10), ev(11, "message_edited"), ev(12)])
+    assert not r.behind([ev(12), ev(13)])
+    assert revs(r.hand_off([ev(12), ev(13)])) == [13]
+
+
+def test_a_replayed_event_arriving_live_later_is_not_sent_twice() -> None:
+    r = Resume(0, room_id="r")
+    r.replayed([ev(1), ev(2, "message_edited")])
+    assert r.heads() == {"r": 2}  # the driver waits until the hub has passed on rev 2
+    assert r.hand_off([ev(2, "message_edited")]) == []
+
+
+def test_folded_page_still_advances_the_cursor() -> None:
+    r = Resume(0, room_id="r")
+    assert revs(r.replayed([ev(1), ev(3, "message_edited")], through=3)) == [1, 3]
+    assert r.hand_off([ev(2, "message_edited")]) == []
+    assert r.cursor == 3
+
+
+def test_typing_of_the_user_themselves_is_not_handed_off() -> None:
+    r = Resume(0, room_id="r", user_id="ann")
+    typing = Event("r", "typing", b"{}", exclude="ann")
+    assert r.hand_off([typing]) == []
+
+
+def test_all_rooms_resume_by_position_across_rooms() -> None:
+    r = Resume(100)
+    page = [
+        Event("a", "message", b"{}", 5, position=101, rev=5),
+        Event("@ann", "room_added", b"{}", position=102),
+        Event("b", "reaction", b"{}", position=104, rev=9),
+    ]
+    assert len(r.replayed(page)) == 3
+    assert r.cursor == 104
+    assert r.heads() == {"a": 5, "b": 9}
+    pending = [
+        Event("b", "reaction", b"{}", position=104, rev=9),
+        Event("a", "message_edited", b"{}", position=105, rev=6),
+        Event("@ann", "read", b"{}", position=106),
+    ]
+    assert [e.position for e in r.hand_off(pending)] == [105, 106]
+    assert r.cursor == 106

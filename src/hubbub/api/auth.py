@@ -1,4 +1,9 @@
-"""Accounts and sessions: register, login, refresh (rotating), logout, one-time tickets."""
+"""Accounts and sessions: register, login, refresh (rotating), logout, one-time tickets,
+password change.
+
+Every revocation ends the session everywhere at once: the store marks it revoked, this
+process's authenticator stops honouring it, and ``ChatService.sessions_ended`` closes the streams
+opened with it on every node."""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ from fastapi.responses import Response
 from hubbub.api.common import Caller, Rt, current_identity, respond
 from hubbub.api.schemas import (
     Credentials,
+    PasswordChangedOut,
+    PasswordChangeIn,
     RefreshIn,
     Register,
     TicketOut,
@@ -18,9 +25,9 @@ from hubbub.api.schemas import (
     errors,
 )
 from hubbub.auth.identity import SESSION_COOKIE, cookie_header
-from hubbub.auth.passwords import hash_password, verify_password
+from hubbub.auth.passwords import hash_password, password_weakness, verify_password
 from hubbub.auth.tokens import random_token, token_hash
-from hubbub.errors import Conflict, HubbubError, Unauthenticated
+from hubbub.errors import Conflict, Forbidden, HubbubError, Invalid, Unauthenticated
 from hubbub.models import User
 from hubbub.runtime import Runtime
 from hubbub.store.base import SessionRecord
@@ -41,7 +48,17 @@ async def register(body: Register, request: Request, rt: Rt) -> Response:
         if await rt.store.user_by_name(body.username) is not None:
             raise Conflict(f"username {body.username!r} is taken", code="username_taken") from exc
         raise
+    rt.auth.forget_user(user.username)  # a trust-mode name may now be this account
     return respond(request, user, 201)
+
+
+async def _end_sessions(rt: Runtime, user_id: str, session_ids: list[str]) -> None:
+    """The sessions are revoked in the store: stop honouring them here at once, and end every
+    stream opened with them, on every node."""
+    if not session_ids:
+        return
+    rt.auth.forget_sessions(session_ids)
+    await rt.service.sessions_ended(user_id, session_ids)
 
 
 async def _issue(rt: Runtime, request: Request, user: User, session: SessionRecord) -> Response:
@@ -107,7 +124,7 @@ async def refresh(request: Request, rt: Rt, body: RefreshIn | None = None) -> Re
     state, session = used
     if state == "reused":
         await rt.store.revoke_session(session.id)
-        rt.auth.forget_session(session.id)
+        await _end_sessions(rt, session.user_id, [session.id])
         raise Unauthenticated(
             "the refresh token was already used; the session is ended", code="refresh_token_reused"
         )
@@ -122,20 +139,23 @@ async def refresh(request: Request, rt: Rt, body: RefreshIn | None = None) -> Re
 @router.post("/logout", responses=errors(401))
 async def logout(request: Request, rt: Rt, body: RefreshIn | None = None) -> Response:
     """End the session (its refresh tokens, cookie and access tokens stop working)."""
-    session_id: str | None = None
+    session: tuple[str, str] | None = None  # (user id, session id)
     token = _refresh_token(request, body)
     if token:
         used = await rt.store.use_refresh_token(token_hash(token))
-        session_id = used[1].id if used else None
-    if session_id is None:
+        session = (used[1].user_id, used[1].id) if used else None
+    if session is None:
         try:
-            session_id = (await current_identity(request)).session_id
+            who = await current_identity(request)
         except HubbubError:
-            session_id = None
-    if session_id is None:
+            who = None
+        if who is not None and who.session_id is not None:
+            session = (who.user_id, who.session_id)
+    if session is None:
         raise Unauthenticated("no session to end", code="not_authenticated")
+    user_id, session_id = session
     await rt.store.revoke_session(session_id)
-    rt.auth.forget_session(session_id)
+    await _end_sessions(rt, user_id, [session_id])
     secure = rt.auth.secure_cookie(request.url.scheme == "https")
     cookies = [
         cookie_header(SESSION_COOKIE, "", max_age=0, secure=secure),
@@ -146,10 +166,37 @@ async def logout(request: Request, rt: Rt, body: RefreshIn | None = None) -> Res
 
 @router.post("/ticket", response_model=TicketOut, responses=errors(401))
 async def ticket(request: Request, who: Caller, rt: Rt) -> Response:
-    """A one-time ticket for URLs that cannot carry headers (``EventSource``, WebSocket)."""
+    """A one-time ticket for URLs that cannot carry headers (``EventSource``, WebSocket).
+
+    Asked for with a Bearer token or the session cookie (never with a ticket). It opens one
+    stream (``GET /chat/events``, ``/chat/room/{id}/events``, ``/chat/ws``, ``…/poll``), once,
+    within ``expires_in`` seconds, and only while the session that asked for it lasts; the
+    stream ends with that session."""
     value = random_token()
-    await rt.store.add_ticket(token_hash(value), who.user_id, rt.settings.ticket_ttl)
+    await rt.store.add_ticket(
+        token_hash(value), who.user_id, who.session_id, rt.settings.ticket_ttl
+    )
     return respond(request, {"ticket": value, "expires_in": rt.settings.ticket_ttl})
+
+
+@router.post("/password", response_model=PasswordChangedOut, responses=errors(401, 403, 413, 422))
+async def change_password(
+    body: PasswordChangeIn, request: Request, who: Caller, rt: Rt
+) -> Response:
+    """Change the password (the old one is required). Every other session of the user is
+    revoked at once (its tokens, cookie and tickets stop working and its streams end); the
+    session making the change keeps working."""
+    stored = await rt.store.password_hash(who.user_id)
+    if not await verify_password(stored, body.old_password):
+        raise Forbidden("the old password is wrong", code="wrong_password")
+    weakness = password_weakness(body.new_password, who.username)
+    if weakness is not None:
+        raise Invalid(weakness, code="weak_password")
+    ended = await rt.store.set_password(
+        who.user_id, await hash_password(body.new_password), keep=who.session_id
+    )
+    await _end_sessions(rt, who.user_id, ended)
+    return respond(request, {"status": "password_changed"})
 
 
 @router.get("/me", response_model=UserOut, responses=errors(401))

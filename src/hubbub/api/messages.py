@@ -12,6 +12,8 @@ from hubbub.api.schemas import EditIn, MessageOut, errors
 
 router = APIRouter(prefix="/chat", tags=["messages"])
 
+MAX_SEQ = 2**53  # a seq is a JSON number every client reads exactly; beyond it → 422
+
 
 @router.get(
     "/room/{room_id}/history", response_model=list[MessageOut], responses=errors(401, 404, 422)
@@ -22,8 +24,12 @@ async def history(
     who: Caller,
     rt: Rt,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before: Annotated[int | None, Query(ge=0, description="page backwards: seq < before")] = None,
-    after: Annotated[int | None, Query(ge=0, description="page forwards: seq > after")] = None,
+    before: Annotated[
+        int | None, Query(ge=0, le=MAX_SEQ, description="page backwards: seq < before")
+    ] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_SEQ, description="page forwards: seq > after")
+    ] = None,
 ) -> Response:
     """Messages oldest first. Without ``before``/``after``: the newest ``limit``.
 

@@ -9,60 +9,94 @@ from fastapi.openapi.utils import get_openapi
 
 from hubbub.api.schemas import ErrorBody, MessageOut, SendIn, SendOut
 
-STREAM_DESCRIPTION = """\
+STORED_CHANGES = """\
+Stored changes — replayed on resume like messages, each with an `id` — are `message_edited`
+and `message_deleted` (data: the whole message after the change), `reaction` (`{"message_id",
+"room_id", "user_id", "reaction", "action": "added"|"removed", "seq"}`), `member_joined` and
+`member_left` (`{"room_id", "user_id", "username"}`) and `room_updated` (data: the room
+`{"id", "name", "visibility", "created_by", "created_at", "last_seq"}`). A replay may fold
+repeated edits/deletes of one message into the last one (it carries the whole message).
+Live only (no `id`, never replayed): `typing` (seed TypingEvent `{"user_id", "room_id",
+"is_typing", "username"}`; not sent to the typist), `presence` (seed PresenceEvent `{"user_id",
+"status": "online"|"away"|"offline"}`; after `connected`, one per member online now), the
+room's `read` receipts (`{"room_id", "user_id", "seq"}`).
+"""
+
+STREAM_DESCRIPTION = (
+    """\
 Server-Sent Events for one room (seed route). Frames:
 
-* `retry: <ms>` then `event: connected` with `{"status": "ok", "room_id", "user_id"}` first;
+* `retry: <ms>`, then `id: <cursor>` + `event: connected` with `{"status": "ok", "room_id",
+  "user_id"}` first; then `presence` for each member online now;
 * each chat message as `id: <seq>` + `data: <message JSON>` with **no** `event:` line, so
   `EventSource.onmessage` receives it;
-* named events: `message_edited`, `message_deleted` (data: the message), `member_joined`,
-  `member_left` (data: `{"room_id", "user_id", "username"}`), `typing` (seed TypingEvent
-  `{"user_id", "room_id", "is_typing", "username"}`; not sent to the typist's own streams),
-  `presence` (seed PresenceEvent `{"user_id", "status": "online"|"away"|"offline"}`),
-  `reaction` (seed ReactionEvent `{"message_id", "user_id", "reaction", "room_id", "seq",
-  "action": "added"|"removed"}`), `read` (`{"room_id", "user_id", "seq"}`), `reset`
-  (`{"room_id", "oldest_seq"}`, right after `connected` when the cursor is older than what the
-  server keeps);
+* every other stored change as `id: r<number>` + `event: <name>` + `data:`;
+* `reset` (`{"room_id", "oldest_seq"}`, right after `connected` when the cursor is older than
+  what the server keeps);
 * `: ping` comment lines at least every 15 s.
 
+"""
+    + STORED_CHANGES
+    + """
 A fresh stream is live only (load history with the history route). With `Last-Event-ID`
-(header, sent by browsers on reconnect) or `?last_event_id=`, every message after that seq is
-replayed from storage, then the stream goes live: no gap, no duplicate. A client that stops
-reading is disconnected once its buffer passes the bound; it resumes the same way.
-Headers: `Content-Type: text/event-stream`, `Cache-Control: no-cache, no-transform`,
-`X-Accel-Buffering: no`. In trust mode, subscribing creates and joins a public room.
+(header, sent by browsers on reconnect) or `?last_event_id=` — any `id` this stream sent: a
+message's seq or a change's `r<number>` — every stored change after it is replayed from
+storage in order, then the stream goes live: no gap, no duplicate. A client that stops reading
+is disconnected once its buffer passes the bound; it resumes the same way. Within a second of
+the caller leaving the room or being removed from it (or of the session that opened the stream
+ending) the response ends. Headers: `Content-Type: text/event-stream`, `Cache-Control:
+no-cache, no-transform`, `X-Accel-Buffering: no`. In trust mode, subscribing creates and joins
+a public room.
 """
+)
 
-ALL_DESCRIPTION = """\
-One Server-Sent Events stream for every room you belong to, plus your personal events
-(`member_joined` / `member_left` about you, so the stream starts or stops following a room), so
-a browser tab needs one connection. The first frame is `event: connected` with
-`{"status", "user_id", "rooms", "cursor"}` and an `id:` (the cursor). Each chat message is
-`id: <cursor>` + `data: <message JSON>` (no `event:` line); the cursor is an opaque string —
-echo it back as `Last-Event-ID` (browsers do) or `?last_event_id=` and every message of your
-rooms after it is replayed, rooms joined while you were away included, then the stream goes
-live: no gap, no duplicate. Named events as on the per-room stream (each `presence` change
-once). A cursor this server did not issue → 400 `invalid_cursor`.
+ALL_DESCRIPTION = (
+    """\
+One Server-Sent Events stream for every room you belong to, plus your personal events, so a
+browser tab needs one connection. The first frame is `event: connected` with `{"status",
+"user_id", "rooms", "cursor"}` and an `id:` (the cursor), then one `presence` per member of
+your rooms online now. Each chat message is `id: <cursor>` + `data: <message JSON>` (no
+`event:` line); every stored change is `id: <cursor>` + `event: <name>`. The cursor is an opaque
+string — echo it back as `Last-Event-ID` (browsers do) or `?last_event_id=` and everything of
+your rooms after it is replayed, rooms joined while you were away included, then the stream
+goes live: no gap, no duplicate. Besides the room events, your personal stored changes:
+`room_added` (data: the room; you joined, were invited or created it — the stream starts
+following it), `room_removed` (`{"room_id"}`; you left or were removed — the stream stops
+following it at once), `read` (your own read moves, `{"room_id", "user_id", "seq"}`, so a
+second device's unread badge follows). Live only: `room_created` (data: the room) when anyone
+creates a public room. A cursor this server did not issue → 400 `invalid_cursor`.
+
 """
+    + STORED_CHANGES
+)
 
 POLL_DESCRIPTION = """\
-Long-poll fallback. Answers at once with the messages after `after` when there are any;
-otherwise waits (up to `timeout` seconds, at most 60) and answers as soon as one arrives, or
-with `[]`. A waiting request counts as a connection for presence. No database work while
-waiting.
+Long-poll fallback. Answers at once with what is after `after` when there is any; otherwise
+waits (up to `timeout` seconds, at most 60) and answers as soon as something arrives, or empty.
+A waiting request counts as a connection for presence. No database work while waiting.
+
+Without `changes`: `after` is a message seq and the answer is the array of messages after it
+(`[]` on timeout). With `changes=1`: `after` is any id this room's streams send (a message seq
+or a change's `r<number>`) and the answer is `{"events": [{"event", "id", "data"}…], "next":
+"<id>"}` holding every stored change (messages, edits, deletes, reactions, membership, room
+updates) after it, in order; poll again with `after=<next>`.
 """
 
 WS_DESCRIPTION = """\
 WebSocket with JSON text frames. Authenticate with `Authorization: Bearer`, the session
 cookie, or `?ticket=`; browsers' `Origin` must be this host (or `HUBBUB_ALLOWED_ORIGINS`).
 Client ops `{"op", "ref"?, ...}`: `subscribe {room_id, after_seq?}` → `subscribed
-{room_id, head_seq}` (with `after_seq`, the missed messages follow, then live), `unsubscribe
+{room_id, head_seq}` (then `presence` for members online now; with `after_seq` — a message seq
+or a change's `"r<number>"` — every stored change after it follows, then live), `unsubscribe
 {room_id}`, `send {room_id, message, client_msg_id?, timestamp?}` → `ack` with the stored
 message, `typing {room_id, is_typing}`, `read {room_id, seq}` → `ok`, `ping` → `pong`.
 Server frames `{"event", "id"?, "ref"?, "data"}`: a chat message is `event: "message"` with
-`id` = seq; other events as on SSE. A bad frame → `event: "error"` `{code, message}` and the
-connection stays open. Frames over 64 KiB close with 1009; the server pings every 20 s and
-closes a peer that does not answer within 20 s.
+`id` = seq; a stored change has `id` = `"r<number>"`; your personal changes (`room_added`,
+`room_removed`, `read`) and `room_created` arrive without subscribing. Leaving a room (or
+being removed) drops it from the socket within a second (`room_removed`); when the session
+that opened the socket ends it closes with 4401. A bad frame → `event: "error"` `{code,
+message}` (with the frame's `ref`) and the connection stays open. Frames over 64 KiB close with
+1009; the server pings every 20 s and closes a peer that does not answer within 20 s.
 """
 
 SEND_DESCRIPTION = """\
@@ -72,6 +106,27 @@ Send a message (seed route). `201` only after the message is durably stored; a r
 `empty_message`; over the limit (4000 code points) → 422 `message_too_long`; unknown room → 404;
 not a member → 403 `not_a_member`; over the rate limit → 429 with `Retry-After`.
 """
+
+
+CHANGES_PAGE: dict[str, Any] = {
+    "type": "object",
+    "required": ["events", "next"],
+    "properties": {
+        "events": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["event", "id", "data"],
+                "properties": {
+                    "event": {"type": "string"},
+                    "id": {"oneOf": [{"type": "integer"}, {"type": "string"}]},
+                    "data": {"type": "object"},
+                },
+            },
+        },
+        "next": {"type": "string"},
+    },
+}
 
 
 def _error_responses(*codes: int) -> dict[str, Any]:
@@ -176,8 +231,15 @@ def install(app: FastAPI) -> None:
                     _param(
                         "after",
                         "query",
-                        {"type": "integer", "minimum": 0},
-                        description="the newest seq you have; default: the room's head",
+                        {"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string"}]},
+                        description="the newest seq you have (with changes=1: any id of this "
+                        "room, e.g. r42); default: the room's head",
+                    ),
+                    _param(
+                        "changes",
+                        "query",
+                        {"type": "string", "enum": ["0", "1"]},
+                        description="1: every stored change, as {events, next}",
                     ),
                     _param(
                         "timeout",
@@ -193,10 +255,16 @@ def install(app: FastAPI) -> None:
                 ],
                 "responses": {
                     "200": {
-                        "description": "messages after `after`, oldest first ([] on timeout)",
+                        "description": "messages after `after`, oldest first ([] on timeout); "
+                        "with changes=1, {events, next}",
                         "content": {
                             "application/json": {
-                                "schema": {"type": "array", "items": _schema(MessageOut)}
+                                "schema": {
+                                    "oneOf": [
+                                        {"type": "array", "items": _schema(MessageOut)},
+                                        CHANGES_PAGE,
+                                    ]
+                                }
                             }
                         },
                     },
@@ -230,7 +298,12 @@ def install(app: FastAPI) -> None:
                         {"type": "string"},
                         description="seed; in jwt mode must be the caller",
                     ),
-                    _param("last_event_id", "query", {"type": "integer", "minimum": 0}),
+                    _param(
+                        "last_event_id",
+                        "query",
+                        {"type": "string"},
+                        description="any id this stream sent: a seq, or r<number>",
+                    ),
                     _param(
                         "ticket",
                         "query",

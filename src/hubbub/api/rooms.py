@@ -14,9 +14,11 @@ from hubbub.api.schemas import (
     JoinOut,
     LeaveOut,
     MemberList,
+    RemovedOut,
     RoomIn,
     RoomList,
     RoomOut,
+    RoomPatch,
     errors,
 )
 from hubbub.models import Message, Role, Room
@@ -62,6 +64,16 @@ async def room_details(room_id: str, request: Request, who: Caller, rt: Rt) -> R
     return respond(request, room_json(room, role))
 
 
+@router.patch("/room/{room_id}", response_model=RoomOut, responses=errors(401, 403, 404, 422))
+async def update_room(
+    room_id: str, body: RoomPatch, request: Request, who: Caller, rt: Rt
+) -> Response:
+    """Room admins: rename the room or change its visibility. Every member's streams get
+    ``room_updated`` (data: the room), also on resume."""
+    room = await rt.service.update_room(who, room_id, name=body.name, visibility=body.visibility)
+    return respond(request, room_json(room, "admin"))
+
+
 @router.post("/room/{room_id}/join", response_model=JoinOut, responses=errors(401, 404))
 async def join(room_id: str, request: Request, who: Caller, rt: Rt) -> Response:
     """Join a public room (streams a ``member_joined`` event)."""
@@ -93,3 +105,18 @@ async def invite(room_id: str, body: InviteIn, request: Request, who: Caller, rt
         who, room_id, user_id=body.user_id, username=body.username
     )
     return respond(request, {"member": member, "added": added}, 201 if added else 200)
+
+
+@router.delete(
+    "/room/{room_id}/members/{user_id}",
+    response_model=RemovedOut,
+    responses=errors(401, 403, 404),
+)
+async def remove_member(
+    room_id: str, user_id: str, request: Request, who: Caller, rt: Rt
+) -> Response:
+    """Room admins: remove a member (``member_left``). Within a second none of their streams
+    receives the room any more: a room stream ends, ``/chat/events`` and the WebSocket drop
+    the room and get ``room_removed``."""
+    removed = await rt.service.remove_member(who, room_id, user_id)
+    return respond(request, {"removed": removed})

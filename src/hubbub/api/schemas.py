@@ -101,6 +101,19 @@ class TicketOut(BaseModel):
     expires_in: int
 
 
+class PasswordChangeIn(BaseModel):
+    old_password: str = Field(max_length=256)
+    new_password: str = Field(
+        min_length=8,
+        max_length=256,
+        description="At least 8 characters, not the username, not a common password.",
+    )
+
+
+class PasswordChangedOut(BaseModel):
+    status: Literal["password_changed"]
+
+
 class RoomIn(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     visibility: Literal["public", "private"] = "public"
@@ -109,6 +122,17 @@ class RoomIn(BaseModel):
         pattern=r"^[A-Za-z0-9_.:~-]{1,64}$",
         description="Optional readable id; generated when absent.",
     )
+
+
+class RoomPatch(BaseModel):
+    """Room admins: rename, or change visibility (streamed as ``room_updated``)."""
+
+    name: str | None = Field(None, min_length=1, max_length=100)
+    visibility: Literal["public", "private"] | None = None
+
+
+class RemovedOut(BaseModel):
+    removed: bool
 
 
 class RoomOut(BaseModel):

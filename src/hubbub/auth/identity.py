@@ -1,12 +1,15 @@
 """Who is calling: one resolver for every route and transport, in ``jwt`` or ``trust`` mode.
 
-``jwt``: a Bearer access token, else a one-time ``?ticket=``, else the HttpOnly session cookie.
-Any ``user_id`` the request names (seed query parameter, body field, ``User-ID`` header) must be
-the caller (by id or username), so nobody can speak or listen as someone else.
+``jwt``: a Bearer access token, else a one-time ``?ticket=`` (only on the GETs that open a
+stream, which pass ``allow_ticket=True``; anywhere else a ticket is 401), else the HttpOnly session
+cookie. A ticket carries the session that asked for it, and dies with it. Any ``user_id`` the
+request names (seed query parameter, body field, ``User-ID`` header) must be the caller (by id or
+username), so nobody can speak or listen as someone else.
 
 ``trust`` (local development): the ``User-ID`` header, else ``user_id`` in the query or body, else
 the session cookie, else a guest identity created on first sight and set as ``hubbub_guest``.
-Users come into being on first use.
+Users come into being on first use; a name that is a registered account's id or username acts as
+that account.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import msgspec
+
 from hubbub.auth.tokens import TokenSigner, token_hash
 from hubbub.errors import BadRequest, Forbidden, Unauthenticated
 from hubbub.store.base import SessionRecord, Store
@@ -25,6 +30,9 @@ SESSION_COOKIE = "hubbub_session"
 GUEST_COOKIE = "hubbub_guest"
 USER_ID_RE = re.compile(r"[A-Za-z0-9_.@:~-]{1,64}")
 SESSION_CACHE_SECONDS = 5.0
+# How long "no account has this id or username" is believed (trust mode). Short: the first
+# send creates the row, after which the name resolves for good.
+UNKNOWN_USER_SECONDS = 5.0
 _CACHE_MAX = 100_000
 
 
@@ -72,18 +80,28 @@ class Authenticator:
         self._session_ttl = session_ttl
         self._cookie_secure = cookie_secure
         self._sessions: dict[str, tuple[float, SessionRecord | None]] = {}
+        self._ended: set[str] = set()  # sessions revoked through this process
         self._usernames: dict[str, str] = {}
-        self._known_users: set[str] = set()
+        # trust mode: a claimed name -> (user id, username) of the row it stands for
+        self._known_users: dict[str, tuple[str, str]] = {}
+        self._unknown_users: dict[str, float] = {}
 
     def secure_cookie(self, request_is_https: bool) -> bool:
         return request_is_https if self._cookie_secure is None else self._cookie_secure
 
-    async def identify(self, creds: Credentials, *, ensure_user: bool = True) -> Identity:
+    async def identify(
+        self, creds: Credentials, *, ensure_user: bool = True, allow_ticket: bool = False
+    ) -> Identity:
         """``ensure_user=False``: the caller's own write creates a trust-mode user row in its
-        transaction (the hot routes do), saving a commit per new user."""
+        transaction (the hot routes do), saving a commit per new user; the identity returned is
+        still the existing account's when the name is one.
+
+        ``allow_ticket=True``: only for the ``GET`` that opens a stream (``/chat/events``,
+        ``/chat/room/{id}/events``, ``/chat/ws``, ``…/poll``); everywhere else a ``?ticket=``
+        authenticates nothing (401)."""
         if self.mode == "trust":
             return await self._trust(creds, ensure_user)
-        ident = await self._jwt(creds)
+        ident = await self._jwt(creds, allow_ticket)
         for claimed in (creds.header_user_id, creds.query_user_id, creds.body_user_id):
             if claimed and claimed not in (ident.user_id, ident.username):
                 raise Forbidden(
@@ -93,7 +111,7 @@ class Authenticator:
 
     # jwt ---------------------------------------------------------------------------------
 
-    async def _jwt(self, creds: Credentials) -> Identity:
+    async def _jwt(self, creds: Credentials, allow_ticket: bool) -> Identity:
         if creds.authorization is not None:
             scheme, _, token = creds.authorization.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
@@ -101,20 +119,32 @@ class Authenticator:
                     "Authorization must be 'Bearer <access token>'", code="invalid_token"
                 )
             return await self._from_claims(self._signer.verify(token.strip(), "access"))
-        if creds.ticket is not None:
-            user_id = await self._store.consume_ticket(token_hash(creds.ticket))
-            if user_id is None:
-                raise Unauthenticated(
-                    "the ticket is unknown, expired or already used", code="invalid_ticket"
-                )
-            return Identity(user_id, await self._username(user_id))
         cookie = creds.cookies.get(SESSION_COOKIE)
+        if creds.ticket is not None:
+            if allow_ticket:
+                return await self._from_ticket(creds.ticket)
+            if not cookie:
+                raise Unauthenticated(
+                    "a ticket only opens a stream (GET /chat/events, /chat/room/{id}/events, "
+                    "/chat/ws, /chat/room/{id}/poll); send a Bearer token or the session cookie",
+                    code="ticket_not_accepted",
+                )
         if cookie:
             return await self._from_claims(self._signer.verify(cookie, "session"))
         raise Unauthenticated(
             "sign in: send a Bearer token, the session cookie or a ticket",
             code="not_authenticated",
         )
+
+    async def _from_ticket(self, ticket: str) -> Identity:
+        used = await self._store.consume_ticket(token_hash(ticket))
+        if used is None or (used[1] is not None and used[1] in self._ended):
+            raise Unauthenticated(
+                "the ticket is unknown, expired or already used, or its session has ended",
+                code="invalid_ticket",
+            )
+        user_id, session_id = used
+        return Identity(user_id, await self._username(user_id), session_id)
 
     async def _from_claims(self, claims: Mapping[str, object]) -> Identity:
         user_id = str(claims["sub"])
@@ -128,18 +158,38 @@ class Authenticator:
         )
 
     async def session(self, session_id: str) -> SessionRecord | None:
+        """The session, cached for a few seconds; one revoked through this process reads as
+        revoked at once (also when a lookup that started before the revocation lands after
+        it)."""
         now = time.monotonic()
         cached = self._sessions.get(session_id)
         if cached is not None and cached[0] > now:
-            return cached[1]
-        record = await self._store.session(session_id)
-        if len(self._sessions) > _CACHE_MAX:
-            self._sessions.clear()
-        self._sessions[session_id] = (now + SESSION_CACHE_SECONDS, record)
+            record = cached[1]
+        else:
+            record = await self._store.session(session_id)
+            if len(self._sessions) > _CACHE_MAX:
+                self._sessions.clear()
+            self._sessions[session_id] = (now + SESSION_CACHE_SECONDS, record)
+        if record is not None and not record.revoked and session_id in self._ended:
+            record = msgspec.structs.replace(record, revoked=True)
         return record
 
     def forget_session(self, session_id: str) -> None:
+        """The session was revoked: stop honouring it here at once (its tokens, cookie and
+        tickets). Call on every process that learns of the revocation."""
         self._sessions.pop(session_id, None)
+        if len(self._ended) > _CACHE_MAX:
+            self._ended.clear()  # the store still says revoked; only the cache window returns
+        self._ended.add(session_id)
+
+    def forget_sessions(self, session_ids: list[str]) -> None:
+        for session_id in session_ids:
+            self.forget_session(session_id)
+
+    def forget_user(self, name: str) -> None:
+        """``name`` may now be an account (it was just registered): resolve it afresh."""
+        self._known_users.pop(name, None)
+        self._unknown_users.pop(name, None)
 
     async def _username(self, user_id: str) -> str:
         name = self._usernames.get(user_id)
@@ -176,15 +226,39 @@ class Authenticator:
         )
         return ident
 
-    async def _trusted(self, user_id: str, ensure: bool) -> Identity:
-        if not USER_ID_RE.fullmatch(user_id):
+    async def _trusted(self, claimed: str, ensure: bool) -> Identity:
+        """The user ``claimed`` names: an existing row by id, else an account by username (so a
+        jwt-mode account keeps its id and name), else a new trust-mode user ``claimed``."""
+        if not USER_ID_RE.fullmatch(claimed):
             raise BadRequest(
                 "user_id must be 1-64 characters of letters, digits and _.@:~-",
                 code="invalid_user_id",
             )
-        if ensure and user_id not in self._known_users:
-            await self._store.ensure_user(user_id)
-            if len(self._known_users) > _CACHE_MAX:
-                self._known_users.clear()
-            self._known_users.add(user_id)
-        return Identity(user_id, user_id)
+        known = self._known_users.get(claimed)
+        if known is not None:
+            return Identity(*known)
+        now = time.monotonic()
+        if not ensure and self._unknown_users.get(claimed, 0.0) > now:
+            return Identity(claimed, claimed)
+        found = await self._account(claimed)
+        if found is None and ensure:
+            await self._store.ensure_user(claimed)
+            # Looked up again: a same-named account registered meanwhile wins the name.
+            found = await self._account(claimed)
+        if found is None:
+            if len(self._unknown_users) > _CACHE_MAX:
+                self._unknown_users.clear()
+            self._unknown_users[claimed] = now + UNKNOWN_USER_SECONDS
+            return Identity(claimed, claimed)
+        self._unknown_users.pop(claimed, None)
+        if len(self._known_users) > _CACHE_MAX:
+            self._known_users.clear()
+        self._known_users[claimed] = found
+        return Identity(*found)
+
+    async def _account(self, name: str) -> tuple[str, str] | None:
+        user = await self._store.user_by_id(name)
+        if user is None:
+            by_name = await self._store.user_by_name(name)
+            user = by_name[0] if by_name else None
+        return None if user is None else (user.id, user.username)

@@ -12,6 +12,12 @@ check them):
 * ``client_msg_id`` is unique per user: a repeat returns the stored message as ``duplicate`` (same
   room and text) or ``conflict`` (different body), and stores nothing.
 * Reads (``history``) see only committed messages, ordered by ``seq``.
+* Every stored change (edit, delete, reaction, membership, room update, a user's own read
+  move) is logged in the same transaction as the change (``store/changelog.py``): per room, a
+  ``rev`` shared with the room's messages grows by exactly 1 per event; every logged event has a
+  stream position from the one counter. ``room_log``/``user_log`` replay them in that order.
+* One item's failure is its own: an item the store refuses (a constraint, a bad value) is
+  ``REJECTED`` and the rest of the batch is stored; only an unreachable database fails all.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Protocol
 
 import msgspec
 
+from hubbub.changes import Change, Entry
 from hubbub.models import FileRecord, Member, Message, NewMessage, Role, Room, User, Visibility
 
 
@@ -32,6 +39,7 @@ class AppendOutcome(enum.Enum):
     NO_ROOM = "no_room"
     NOT_MEMBER = "not_member"
     HIDDEN = "hidden"
+    REJECTED = "rejected"  # this item failed in the store on its own (a bad value, a constraint)
 
 
 class AppendRequest(msgspec.Struct, frozen=True):
@@ -49,6 +57,8 @@ class AppendResult(msgspec.Struct, frozen=True):
     position: int = 0  # the message's place in the all-rooms stream (``gseq``)
     joined: bool = False
     room_created: bool = False
+    rev: int = 0  # the message's place in its room's log
+    changes: tuple[Change, ...] = ()  # logged before the message: trust mode's first use
 
 
 class SessionRecord(msgspec.Struct, frozen=True):
@@ -80,7 +90,22 @@ class Store(Protocol):
     async def user_by_id(self, user_id: str) -> User | None: ...
     async def create_session(self, user_id: str, ttl: float) -> SessionRecord: ...
     async def session(self, session_id: str) -> SessionRecord | None: ...
-    async def revoke_session(self, session_id: str) -> None: ...
+    async def password_hash(self, user_id: str) -> str | None: ...
+    async def revoke_session(self, session_id: str) -> None:
+        """Revoke one session (and drop the tickets it asked for)."""
+        ...
+
+    async def revoke_sessions(self, user_id: str, keep: str | None = None) -> list[str]:
+        """Revoke every live session of the user except ``keep``; the ids it revoked."""
+        ...
+
+    async def set_password(
+        self, user_id: str, password_hash: str, keep: str | None = None
+    ) -> list[str]:
+        """In one transaction: replace the password hash and revoke every other live session
+        of the user (all but ``keep``); the ids it revoked."""
+        ...
+
     async def add_refresh_token(self, token_hash: str, session_id: str, ttl: float) -> None: ...
     async def use_refresh_token(self, token_hash: str) -> tuple[str, SessionRecord] | None:
         """Mark the token used and return ``("ok"|"reused", session)``; ``None`` if unknown.
@@ -89,23 +114,41 @@ class Store(Protocol):
         """
         ...
 
-    async def add_ticket(self, ticket_hash: str, user_id: str, ttl: float) -> None: ...
-    async def consume_ticket(self, ticket_hash: str) -> str | None: ...
+    async def add_ticket(
+        self, ticket_hash: str, user_id: str, session_id: str | None, ttl: float
+    ) -> None: ...
+    async def consume_ticket(self, ticket_hash: str) -> tuple[str, str | None] | None:
+        """Use the ticket up: ``(user_id, session_id)``, or ``None`` when it is unknown, used,
+        expired, or the session that asked for it has ended."""
+        ...
 
     # rooms
     async def create_room(
-        self, name: str, visibility: Visibility, creator: str, room_id: str | None = None
-    ) -> Room: ...
+        self,
+        name: str,
+        visibility: Visibility,
+        creator: str,
+        room_id: str | None = None,
+        creator_name: str | None = None,
+    ) -> tuple[Room, list[Change]]: ...
     async def room(self, room_id: str) -> Room | None: ...
     async def membership(self, room_id: str, user_id: str) -> Role | None: ...
     async def rooms_for(self, user_id: str) -> list[RoomView]: ...
-    async def add_member(self, room_id: str, user_id: str, role: Role = "member") -> bool: ...
-    async def remove_member(self, room_id: str, user_id: str) -> bool: ...
+    async def add_member(
+        self, room_id: str, user_id: str, role: Role = "member"
+    ) -> list[Change]: ...
+    async def remove_member(self, room_id: str, user_id: str) -> list[Change]: ...
+    async def update_room(
+        self, room_id: str, *, name: str | None, visibility: Visibility | None
+    ) -> tuple[Room, list[Change]] | None: ...
     async def members(self, room_id: str) -> list[Member]: ...
-    async def enter_room(self, room_id: str, user_id: str) -> tuple[Room, bool]:
+    async def enter_room(
+        self, room_id: str, user_id: str, username: str | None = None
+    ) -> tuple[Room, list[Change]]:
         """Trust mode, in one transaction: create the user, the public room and the membership
-        as needed. Returns the room and whether the user just joined. A private room the user is
-        not in is returned unchanged (the caller refuses it)."""
+        as needed. Returns the room and the log of the user joining (empty if they were in
+        already). A private room the user is not in is returned unchanged (the caller refuses
+        it)."""
         ...
 
     # messages
@@ -119,19 +162,33 @@ class Store(Protocol):
         limit: int = 50,
     ) -> list[Message]: ...
     async def message(self, message_id: str) -> Message | None: ...
-    async def edit_message(self, message_id: str, text: str) -> Message | None: ...
-    async def delete_message(self, message_id: str) -> Message | None: ...
+    async def edit_message(
+        self, message_id: str, text: str
+    ) -> tuple[Message, list[Change]] | None: ...
+    async def delete_message(self, message_id: str) -> tuple[Message, list[Change]] | None: ...
     async def oldest_seq(self, room_id: str) -> int | None: ...
-    async def react(self, message_id: str, user_id: str, reaction: str, add: bool) -> bool: ...
-    async def mark_read(self, room_id: str, user_id: str, seq: int) -> tuple[int, bool]: ...
+    async def react(
+        self, message_id: str, user_id: str, reaction: str, add: bool
+    ) -> list[Change]: ...
+    async def mark_read(self, room_id: str, user_id: str, seq: int) -> tuple[int, list[Change]]: ...
     async def room_ids_of(self, user_id: str) -> list[str]: ...
-    async def heads(self, room_ids: list[str]) -> dict[str, int]: ...
-    async def since(
-        self, room_id: str, after: int, before: int, limit: int
-    ) -> list[tuple[Message, int]]: ...
-    async def replay_all(
-        self, user_id: str, after: int, limit: int
-    ) -> list[tuple[Message, int]]: ...
+    async def heads(self, room_ids: list[str]) -> dict[str, int]:
+        """Each room's newest ``rev``."""
+        ...
+
+    async def room_log(
+        self, room_id: str, after: int, limit: int, before: int | None = None
+    ) -> list[Entry]:
+        """The room's log after ``rev`` ``after`` (and before ``before``), in ``rev`` order."""
+        ...
+
+    async def user_log(
+        self, user_id: str, after: int, limit: int, *, only_room: str | None = None
+    ) -> list[Entry]:
+        """What ``/chat/events`` replays after stream position ``after``, in position order."""
+        ...
+
+    async def rev_at(self, room_id: str, seq: int) -> int: ...
 
     async def position(self) -> int: ...
     async def purge_older_than(self, days: int) -> tuple[int, list[str]]: ...

@@ -23,6 +23,7 @@ sessions = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False),
     sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Index("ix_sessions_user", "user_id"),
 )
 
 refresh_tokens = sa.Table(
@@ -40,6 +41,14 @@ tickets = sa.Table(
     sa.Column("ticket_hash", sa.String(64), primary_key=True),
     sa.Column("user_id", sa.String(64), sa.ForeignKey("users.id"), nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False),
+    # The session that asked for the ticket: the ticket dies with it. None only for an
+    # identity without a session (a token without ``sid``).
+    sa.Column(
+        "session_id",
+        sa.String(64),
+        sa.ForeignKey("sessions.id", name="fk_tickets_session"),
+        nullable=True,
+    ),
 )
 
 rooms = sa.Table(
@@ -51,6 +60,7 @@ rooms = sa.Table(
     sa.Column("created_by", sa.String(64), nullable=True),
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("last_seq", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("last_rev", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 members = sa.Table(
@@ -81,6 +91,7 @@ messages = sa.Table(
     sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("file", sa.Text, nullable=True),
     sa.Column("gseq", sa.BigInteger, nullable=True),
+    sa.Column("rev", sa.BigInteger, nullable=True),
     sa.UniqueConstraint("room_id", "seq", name="uq_messages_room_seq"),
     sa.UniqueConstraint("user_id", "client_msg_id", name="uq_messages_user_cmid"),
 )
@@ -112,4 +123,17 @@ counters = sa.Table(
     metadata,
     sa.Column("name", sa.String(32), primary_key=True),
     sa.Column("value", sa.BigInteger, nullable=False),
+)
+
+changes = sa.Table(
+    "changes",
+    metadata,
+    sa.Column("position", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("room_id", sa.String(65), nullable=False),  # a room, or "@<user>" (personal)
+    sa.Column("rev", sa.BigInteger, nullable=True),  # the room's order; None when personal
+    sa.Column("name", sa.String(32), nullable=False),  # the event name streamed
+    sa.Column("ref", sa.String(64), nullable=True),  # what changed (a message id), for folding
+    sa.Column("data", sa.Text, nullable=False),  # the event's JSON, exactly as streamed
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Index("ix_changes_room_rev", "room_id", "rev"),
 )

@@ -14,6 +14,7 @@ and run one of two ways:
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections import defaultdict
@@ -30,7 +31,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from hubbub.changes import Change, Entry, LoggedMessage, Pending, merge
 from hubbub.config import normalise_database_url
+from hubbub.encoding import line_safe_json
 from hubbub.fulltext import Span, highlights
 from hubbub.models import (
     FileInfo,
@@ -52,6 +55,15 @@ from hubbub.store.base import (
     RoomView,
     SessionRecord,
 )
+from hubbub.store.changelog import (
+    insert_changes,
+    lock_room,
+    personal_channel,
+    record,
+    room_changes,
+    take_positions,
+    user_changes,
+)
 from hubbub.store.schema import (
     counters,
     files,
@@ -64,6 +76,11 @@ from hubbub.store.schema import (
     tickets,
     users,
 )
+
+log = logging.getLogger("hubbub.store")
+
+# The database is away (or too slow): the whole batch fails with 503, nothing is retried here.
+_UNAVAILABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, TimeoutError, OSError)
 
 T = TypeVar("T")
 Work = Callable[[Connection], T]
@@ -248,10 +265,46 @@ class SqlStore:
             id=row.id, user_id=row.user_id, expires_at=row.expires_at, revoked=bool(row.revoked)
         )
 
+    async def password_hash(self, user_id: str) -> str | None:
+        row = await self._first(sa.select(users.c.password_hash).where(users.c.id == user_id))
+        return None if row is None else cast("str | None", row.password_hash)
+
     async def revoke_session(self, session_id: str) -> None:
-        await self._change(
-            sessions.update().where(sessions.c.id == session_id).values(revoked=True)
+        def work(conn: Connection) -> None:
+            conn.execute(sessions.update().where(sessions.c.id == session_id).values(revoked=True))
+            conn.execute(sa.delete(tickets).where(tickets.c.session_id == session_id))
+
+        await self._write(work)
+
+    @staticmethod
+    def _revoke_sessions(conn: Connection, user_id: str, keep: str | None) -> list[str]:
+        """Revoke the user's live sessions but ``keep``; the ids revoked."""
+        live = sa.and_(
+            sessions.c.user_id == user_id,
+            sessions.c.revoked == sa.false(),
+            sessions.c.expires_at >= time.time(),
         )
+        if keep is not None:
+            live = sa.and_(live, sessions.c.id != keep)
+        ids = [str(r.id) for r in conn.execute(sa.select(sessions.c.id).where(live)).all()]
+        if ids:
+            conn.execute(sessions.update().where(sessions.c.id.in_(ids)).values(revoked=True))
+            conn.execute(sa.delete(tickets).where(tickets.c.session_id.in_(ids)))
+        return ids
+
+    async def revoke_sessions(self, user_id: str, keep: str | None = None) -> list[str]:
+        return await self._write(lambda c: self._revoke_sessions(c, user_id, keep))
+
+    async def set_password(
+        self, user_id: str, password_hash: str, keep: str | None = None
+    ) -> list[str]:
+        def work(conn: Connection) -> list[str]:
+            conn.execute(
+                users.update().where(users.c.id == user_id).values(password_hash=password_hash)
+            )
+            return self._revoke_sessions(conn, user_id, keep)
+
+        return await self._write(work)
 
     async def add_refresh_token(self, token_hash: str, session_id: str, ttl: float) -> None:
         await self._change(
@@ -291,33 +344,59 @@ class SqlStore:
 
         return await self._write(work)
 
-    async def add_ticket(self, ticket_hash: str, user_id: str, ttl: float) -> None:
+    async def add_ticket(
+        self, ticket_hash: str, user_id: str, session_id: str | None, ttl: float
+    ) -> None:
         def work(conn: Connection) -> None:
             now = time.time()
             conn.execute(sa.delete(tickets).where(tickets.c.expires_at < now))
             conn.execute(
                 tickets.insert().values(
-                    ticket_hash=ticket_hash, user_id=user_id, expires_at=now + ttl
+                    ticket_hash=ticket_hash,
+                    user_id=user_id,
+                    session_id=session_id,
+                    expires_at=now + ttl,
                 )
             )
 
         await self._write(work)
 
-    async def consume_ticket(self, ticket_hash: str) -> str | None:
-        row = await self._change_returning(
-            sa.delete(tickets)
-            .where(tickets.c.ticket_hash == ticket_hash)
-            .returning(tickets.c.user_id, tickets.c.expires_at)
-        )
-        if row is None or row.expires_at < time.time():
-            return None
-        return str(row.user_id)
+    async def consume_ticket(self, ticket_hash: str) -> tuple[str, str | None] | None:
+        def work(conn: Connection) -> tuple[str, str | None] | None:
+            row = conn.execute(
+                sa.delete(tickets)
+                .where(tickets.c.ticket_hash == ticket_hash)
+                .returning(tickets.c.user_id, tickets.c.session_id, tickets.c.expires_at)
+            ).first()
+            now = time.time()
+            if row is None or row.expires_at < now:
+                return None
+            if row.session_id is not None:
+                live = conn.execute(
+                    sa.select(sessions.c.id).where(
+                        sessions.c.id == row.session_id,
+                        sessions.c.revoked == sa.false(),
+                        sessions.c.expires_at >= now,
+                    )
+                ).first()
+                if live is None:
+                    return None
+            return str(row.user_id), None if row.session_id is None else str(row.session_id)
+
+        return await self._write(work)
 
     # rooms -------------------------------------------------------------------------------
 
     async def create_room(
-        self, name: str, visibility: Visibility, creator: str, room_id: str | None = None
-    ) -> Room:
+        self,
+        name: str,
+        visibility: Visibility,
+        creator: str,
+        room_id: str | None = None,
+        creator_name: str | None = None,
+    ) -> tuple[Room, list[Change]]:
+        """The room, its creator as admin, and the log of both (``member_joined`` in the room,
+        ``room_added`` for the creator)."""
         room = Room(
             id=room_id or new_id()[:16],
             name=name,
@@ -326,7 +405,7 @@ class SqlStore:
             created_at=utc_now(),
         )
 
-        def work(conn: Connection) -> None:
+        def work(conn: Connection) -> list[Change]:
             conn.execute(
                 rooms.insert().values(
                     id=room.id,
@@ -341,16 +420,20 @@ class SqlStore:
                     room_id=room.id, user_id=creator, role="admin", joined_at=room.created_at
                 )
             )
+            who = creator_name or self._username(conn, creator)
+            return record(conn, room.created_at, _entered(room, creator, who))
 
-        await self._write(work)
-        return room
+        return room, await self._write(work)
 
-    async def enter_room(self, room_id: str, user_id: str) -> tuple[Room, bool]:
-        def work(conn: Connection) -> tuple[Room, bool]:
+    async def enter_room(
+        self, room_id: str, user_id: str, username: str | None = None
+    ) -> tuple[Room, list[Change]]:
+        def work(conn: Connection) -> tuple[Room, list[Change]]:
             self._ensure_users(conn, [user_id])
             created = self._ensure_room(conn, room_id, user_id)
+            lock_room(conn, room_id)
             row = conn.execute(sa.select(rooms).where(rooms.c.id == room_id)).one()
-            joined = False
+            joined = created
             if not created and row.visibility == "public":
                 res = conn.execute(
                     self._insert_ignore(members).values(
@@ -358,9 +441,17 @@ class SqlStore:
                     )
                 )
                 joined = bool(res.rowcount)
-            return _room(row), joined
+            room = _room(row)
+            if not joined:
+                return room, []
+            who = username or self._username(conn, user_id)
+            return room, record(conn, utc_now(), _entered(room, user_id, who))
 
         return await self._write(work)
+
+    def _username(self, conn: Connection, user_id: str) -> str:
+        name = conn.execute(sa.select(users.c.username).where(users.c.id == user_id)).scalar()
+        return str(name) if name is not None else user_id
 
     def _remember_users(self, items: Sequence[AppendRequest]) -> None:
         if len(self._known_users) > 100_000:
@@ -447,21 +538,72 @@ class SqlStore:
 
         return await self._read(work)
 
-    async def add_member(self, room_id: str, user_id: str, role: Role = "member") -> bool:
-        return bool(
-            await self._change(
+    async def add_member(self, room_id: str, user_id: str, role: Role = "member") -> list[Change]:
+        """Add a member; the log of it (empty if they already were one)."""
+
+        def work(conn: Connection) -> list[Change]:
+            now = utc_now()
+            lock_room(conn, room_id)
+            res = conn.execute(
                 self._insert_ignore(members).values(
-                    room_id=room_id, user_id=user_id, role=role, joined_at=utc_now()
+                    room_id=room_id, user_id=user_id, role=role, joined_at=now
                 )
             )
-        )
+            if not res.rowcount:
+                return []
+            row = conn.execute(sa.select(rooms).where(rooms.c.id == room_id)).one()
+            return record(conn, now, _entered(_room(row), user_id, self._username(conn, user_id)))
 
-    async def remove_member(self, room_id: str, user_id: str) -> bool:
-        return bool(
-            await self._change(
+        return await self._write(work)
+
+    async def remove_member(self, room_id: str, user_id: str) -> list[Change]:
+        """Remove a member; the log of it (empty if they were not one)."""
+
+        def work(conn: Connection) -> list[Change]:
+            lock_room(conn, room_id)
+            res = conn.execute(
                 sa.delete(members).where(members.c.room_id == room_id, members.c.user_id == user_id)
             )
-        )
+            if not res.rowcount:
+                return []
+            who = {
+                "room_id": room_id,
+                "user_id": user_id,
+                "username": self._username(conn, user_id),
+            }
+            return record(
+                conn,
+                utc_now(),
+                [
+                    Pending(room_id, "member_left", who, user_id),
+                    Pending(personal_channel(user_id), "room_removed", {"room_id": room_id}),
+                ],
+            )
+
+        return await self._write(work)
+
+    async def update_room(
+        self, room_id: str, *, name: str | None, visibility: Visibility | None
+    ) -> tuple[Room, list[Change]] | None:
+        """Rename or change visibility; the room after and the log (empty if nothing changed)."""
+
+        def work(conn: Connection) -> tuple[Room, list[Change]] | None:
+            lock_room(conn, room_id)
+            row = conn.execute(sa.select(rooms).where(rooms.c.id == room_id)).first()
+            if row is None:
+                return None
+            values = {}
+            if name is not None and name != row.name:
+                values["name"] = name
+            if visibility is not None and visibility != row.visibility:
+                values["visibility"] = visibility
+            if not values:
+                return _room(row), []
+            conn.execute(rooms.update().where(rooms.c.id == room_id).values(**values))
+            room = _room(conn.execute(sa.select(rooms).where(rooms.c.id == room_id)).one())
+            return room, record(conn, utc_now(), [Pending(room_id, "room_updated", room)])
+
+        return await self._write(work)
 
     async def members(self, room_id: str) -> list[Member]:
         query = (
@@ -479,19 +621,32 @@ class SqlStore:
     # messages ----------------------------------------------------------------------------
 
     async def append_batch(self, items: Sequence[AppendRequest]) -> list[AppendResult]:
+        """One transaction for the batch. If it fails for a reason that is not the database
+        being away (a constraint, a bad value, a trigger), the batch is redone item by item so
+        the failure stays with the item that caused it (``REJECTED``); the others are stored."""
         try:
             results = await self._write(lambda c: self._append(c, items))
             self._remember_users(items)
             return results
-        except sa.exc.IntegrityError:
-            # Another node stored the same client_msg_id between our check and our insert:
-            # redo item by item, so the re-check finds it and only that item is affected.
-            if len(items) == 1:
-                return await self._write(lambda c: self._append(c, items))
-            out: list[AppendResult] = []
-            for item in items:
-                out.extend(await self.append_batch([item]))
-            return out
+        except _UNAVAILABLE:
+            raise
+        except Exception as exc:
+            if len(items) > 1:
+                out: list[AppendResult] = []
+                for item in items:
+                    out.extend(await self.append_batch([item]))
+                return out
+            if isinstance(exc, sa.exc.IntegrityError):
+                # Perhaps another node stored the same client_msg_id between our check and our
+                # insert: once more, and the re-check finds it.
+                try:
+                    return await self._write(lambda c: self._append(c, items))
+                except _UNAVAILABLE:
+                    raise
+                except Exception as again:
+                    exc = again
+            log.warning("message of %s refused by the store: %s", items[0].message.user_id, exc)
+            return [AppendResult(AppendOutcome.REJECTED)]
 
     def _append(self, conn: Connection, items: Sequence[AppendRequest]) -> list[AppendResult]:
         """One round trip per kind of statement, whatever the batch size (see base.py)."""
@@ -523,7 +678,7 @@ class SqlStore:
                 ],
             )
             fresh = self._lock_rooms(conn, sorted(creators))
-            created_rooms = {rid for rid, (_, last) in fresh.items() if last == 0}
+            created_rooms = {rid for rid, (_, _, rev) in fresh.items() if rev == 0}
             if created_rooms:
                 conn.execute(
                     self._insert_ignore(members),
@@ -593,6 +748,25 @@ class SqlStore:
             )
         joined = set(joins.values())
 
+        # The log, in publish order: each item's membership changes (trust mode's first use),
+        # then its message. Positions and revs follow that order.
+        logged: dict[int, list[Pending]] = defaultdict(list)
+        if joins or created_rooms:
+            logged_rooms = sorted({r for r, _ in joins} | created_rooms)
+            room_rows = {
+                r.id: _room(r)
+                for r in conn.execute(sa.select(rooms).where(rooms.c.id.in_(logged_rooms))).all()
+            }
+            entering = [(r, creators[r]) for r in sorted(created_rooms)] + list(joins)
+            for r, u in entering:
+                found = joins.get((r, u))
+                i = (
+                    found
+                    if found is not None
+                    else next(j for j, it in enumerate(items) if it.message.room_id == r)
+                )
+                logged[i] += _entered(room_rows[r], u, items[i].message.username)
+
         built: dict[int, Message] = {}
         rows: list[dict[str, Any]] = []
         heads: list[dict[str, Any]] = []
@@ -616,41 +790,81 @@ class SqlStore:
                 )
                 built[i] = msg
             heads.append({"rid": room_id, "head": seq})
-        if heads:
-            # Positions in the all-rooms stream follow the batch's order (= publish order).
-            last = conn.execute(_TAKE_POSITIONS, {"n": len(built)}).scalar_one()
-            position = int(last) - len(built)
-            for i in sorted(built):
-                position += 1
-                msg = built[i]
-                rows.append(_row(msg, position))
-                results[i] = AppendResult(
-                    AppendOutcome.CREATED,
-                    msg,
-                    position=position,
-                    joined=i in joined,
-                    room_created=msg.room_id in created_rooms,
-                )
+        order = sorted(set(built) | set(logged))
+        total = len(built) + sum(len(v) for v in logged.values())
+        if total:
+            position = take_positions(conn, total)
+            revs = {r: v[2] for r, v in state.items()}
+            done: list[Change] = []
+            item_changes: dict[int, tuple[Change, ...]] = {}
+            item_rev: dict[int, tuple[int, int]] = {}
+            for i in order:
+                mine: list[Change] = []
+                for p in logged.get(i, ()):
+                    rev = None
+                    if not p.room_id.startswith("@"):
+                        rev = revs[p.room_id] = revs[p.room_id] + 1
+                    mine.append(
+                        Change(p.room_id, p.name, line_safe_json(p.payload), position, rev, p.ref)
+                    )
+                    position += 1
+                done += mine
+                item_changes[i] = tuple(mine)
+                if i in built:
+                    rid = built[i].room_id
+                    revs[rid] += 1
+                    item_rev[i] = (position, revs[rid])
+                    position += 1
+            insert_changes(conn, now, done)
+            for i in order:
+                if i in built:
+                    msg = built[i]
+                    pos, rev = item_rev[i]
+                    rows.append(_row(msg, pos, rev))
+                    results[i] = AppendResult(
+                        AppendOutcome.CREATED,
+                        msg,
+                        position=pos,
+                        joined=i in joined,
+                        room_created=msg.room_id in created_rooms,
+                        rev=rev,
+                        changes=item_changes[i],
+                    )
+                elif item_changes.get(i) and (earlier := results[i]) is not None:
+                    results[i] = msgspec.structs.replace(
+                        earlier, changes=item_changes[i], joined=i in joined
+                    )
+            for head in heads:
+                head["rev"] = revs[head["rid"]]
+            touched = {c.room_id for c in done if c.rev is not None} - {h["rid"] for h in heads}
+            heads += [{"rid": r, "head": state[r][1], "rev": revs[r]} for r in sorted(touched)]
             conn.execute(_SET_HEAD, heads)
-            conn.execute(messages.insert(), rows)
-            conn.execute(
-                _READ_UP_TO,
-                [{"rid": m.room_id, "uid": m.user_id, "seq": m.seq} for m in built.values()],
-            )
+            if rows:
+                conn.execute(messages.insert(), rows)
+                conn.execute(
+                    _READ_UP_TO,
+                    [{"rid": m.room_id, "uid": m.user_id, "seq": m.seq} for m in built.values()],
+                )
         for i, first in repeats:
             results[i] = _repeat(built[first], items[i].message)
         return [r for r in results if r is not None]
 
-    def _lock_rooms(self, conn: Connection, room_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
-        """Visibility and ``last_seq`` of the rooms, locked until commit: the write transaction
-        is ``BEGIN IMMEDIATE`` on SQLite (one writer at a time), ``FOR UPDATE`` on PostgreSQL,
-        so nobody else can take the same seqs between this read and our update."""
-        query = sa.select(rooms.c.id, rooms.c.visibility, rooms.c.last_seq).where(
+    def _lock_rooms(
+        self, conn: Connection, room_ids: Sequence[str]
+    ) -> dict[str, tuple[str, int, int]]:
+        """Visibility, ``last_seq`` and ``last_rev`` of the rooms, locked until commit: the
+        write transaction is ``BEGIN IMMEDIATE`` on SQLite (one writer at a time), ``FOR
+        UPDATE`` on PostgreSQL, so nobody else can take the same numbers between this read and
+        our update."""
+        query = sa.select(rooms.c.id, rooms.c.visibility, rooms.c.last_seq, rooms.c.last_rev).where(
             rooms.c.id.in_(room_ids)
         )
         if self.dialect == "postgresql":
             query = query.with_for_update()
-        return {r.id: (r.visibility, int(r.last_seq)) for r in (conn.execute(query)).all()}
+        return {
+            r.id: (r.visibility, int(r.last_seq), int(r.last_rev))
+            for r in (conn.execute(query)).all()
+        }
 
     async def history(
         self,
@@ -677,28 +891,44 @@ class SqlStore:
         found = await self._read(lambda c: _with_reactions(c, c.execute(query).all()))
         return found[0] if found else None
 
-    async def _changed_message(self, stmt: Any, before: Any = None) -> Message | None:
-        """Run an UPDATE … RETURNING on one message; return it with its reactions."""
+    async def _changed_message(
+        self, name: str, message_id: str, stmt: Any, before: Any = None
+    ) -> tuple[Message, list[Change]] | None:
+        """Run an UPDATE … RETURNING on one message and log it as ``name`` (the whole message
+        after the change, so a replay can fold repeated changes into the last one)."""
 
-        def work(conn: Connection) -> Message | None:
+        def work(conn: Connection) -> tuple[Message, list[Change]] | None:
+            room_id = conn.execute(
+                sa.select(messages.c.room_id).where(messages.c.id == message_id)
+            ).scalar()
+            if room_id is None:
+                return None
+            lock_room(conn, str(room_id))
             if before is not None:
                 conn.execute(before)
             rows = conn.execute(stmt).all()
-            return _with_reactions(conn, rows)[0] if rows else None
+            if not rows:
+                return None
+            msg = _with_reactions(conn, rows)[0]
+            return msg, record(conn, utc_now(), [Pending(msg.room_id, name, msg, msg.id)])
 
         return await self._write(work)
 
-    async def edit_message(self, message_id: str, text: str) -> Message | None:
+    async def edit_message(self, message_id: str, text: str) -> tuple[Message, list[Change]] | None:
         return await self._changed_message(
+            "message_edited",
+            message_id,
             messages.update()
             .where(messages.c.id == message_id, messages.c.deleted == sa.false())
             .values(text=text, edited_at=utc_now())
-            .returning(*messages.c)
+            .returning(*messages.c),
         )
 
-    async def delete_message(self, message_id: str) -> Message | None:
+    async def delete_message(self, message_id: str) -> tuple[Message, list[Change]] | None:
         """Text and file go, reactions go, the seq stays."""
         return await self._changed_message(
+            "message_deleted",
+            message_id,
             messages.update()
             .where(messages.c.id == message_id)
             .values(text="", file=None, deleted=True)
@@ -706,8 +936,8 @@ class SqlStore:
             before=sa.delete(reactions).where(reactions.c.message_id == message_id),
         )
 
-    async def react(self, message_id: str, user_id: str, reaction: str, add: bool) -> bool:
-        """Add or remove one user's reaction; whether anything changed."""
+    async def react(self, message_id: str, user_id: str, reaction: str, add: bool) -> list[Change]:
+        """Add or remove one user's reaction; the log of it (empty if nothing changed)."""
         if add:
             stmt: Any = self._insert_ignore(reactions).values(
                 message_id=message_id, user_id=user_id, reaction=reaction, created_at=utc_now()
@@ -718,45 +948,108 @@ class SqlStore:
                 reactions.c.user_id == user_id,
                 reactions.c.reaction == reaction,
             )
-        return bool(await self._change(stmt))
 
-    async def mark_read(self, room_id: str, user_id: str, seq: int) -> tuple[int, bool]:
-        """Move the read pointer forward to ``seq``; the pointer after, and whether it moved."""
+        def work(conn: Connection) -> list[Change]:
+            row = conn.execute(
+                sa.select(messages.c.room_id, messages.c.seq).where(messages.c.id == message_id)
+            ).first()
+            if row is None:
+                return []
+            lock_room(conn, row.room_id)
+            if not conn.execute(stmt).rowcount:
+                return []
+            payload = {
+                "message_id": message_id,
+                "room_id": row.room_id,
+                "user_id": user_id,
+                "reaction": reaction,
+                "action": "added" if add else "removed",
+                "seq": int(row.seq),
+            }
+            return record(conn, utc_now(), [Pending(row.room_id, "reaction", payload)])
 
-        def work(conn: Connection) -> tuple[int, bool]:
+        return await self._write(work)
+
+    async def mark_read(self, room_id: str, user_id: str, seq: int) -> tuple[int, list[Change]]:
+        """Move the read pointer forward to ``seq``; the pointer after, and the log of the move
+        (a personal ``read`` change, so the user's other devices follow)."""
+
+        def work(conn: Connection) -> tuple[int, list[Change]]:
+            lock_room(conn, room_id)
             moved = conn.execute(_READ_UP_TO, {"rid": room_id, "uid": user_id, "seq": seq})
             pointer = conn.execute(
                 sa.select(members.c.last_read_seq).where(
                     members.c.room_id == room_id, members.c.user_id == user_id
                 )
             ).scalar()
-            return int(pointer or 0), bool(moved.rowcount)
+            pointer = int(pointer or 0)
+            if not moved.rowcount:
+                return pointer, []
+            payload = {"room_id": room_id, "user_id": user_id, "seq": pointer}
+            return pointer, record(
+                conn, utc_now(), [Pending(personal_channel(user_id), "read", payload)]
+            )
 
         return await self._write(work)
 
-    async def since(
-        self, room_id: str, after: int, before: int, limit: int
-    ) -> list[tuple[Message, int]]:
-        """Messages ``after < seq < before`` with their stream positions (gap repair)."""
-        query = (
-            sa.select(messages)
-            .where(messages.c.room_id == room_id, messages.c.seq > after, messages.c.seq < before)
-            .order_by(messages.c.seq)
-            .limit(limit)
-        )
-        return await self._read(lambda c: _positioned(c, c.execute(query).all()))
+    async def room_log(
+        self, room_id: str, after: int, limit: int, before: int | None = None
+    ) -> list[Entry]:
+        """A room's stored events with ``after < rev < before``, in ``rev`` order: messages
+        (in their current state) and changes, merged. Two index range scans."""
+        query = sa.select(messages).where(messages.c.room_id == room_id, messages.c.rev > after)
+        if before is not None:
+            query = query.where(messages.c.rev < before)
+        query = query.order_by(messages.c.rev).limit(limit)
 
-    async def replay_all(self, user_id: str, after: int, limit: int) -> list[tuple[Message, int]]:
-        """Messages of every room ``user_id`` is in, after stream position ``after``, in
-        position order — rooms joined since that position included."""
-        mine = sa.select(members.c.room_id).where(members.c.user_id == user_id)
-        query = (
-            sa.select(messages)
-            .where(messages.c.gseq > after, messages.c.room_id.in_(mine))
-            .order_by(messages.c.gseq)
-            .limit(limit)
+        def work(conn: Connection) -> list[Entry]:
+            found = _logged(conn, conn.execute(query).all())
+            return merge(
+                found, room_changes(conn, room_id, after, before, limit), limit, by_position=False
+            )
+
+        return await self._read(work)
+
+    async def user_log(
+        self, user_id: str, after: int, limit: int, *, only_room: str | None = None
+    ) -> list[Entry]:
+        """Everything ``/chat/events`` replays for ``user_id`` after stream position ``after``,
+        in position order: messages and changes of every room they are in (rooms joined since
+        included) and their personal changes — or of ``only_room`` alone, if they are in it."""
+
+        def work(conn: Connection) -> list[Entry]:
+            mine = sa.select(members.c.room_id).where(members.c.user_id == user_id)
+            if only_room is not None:
+                mine = mine.where(members.c.room_id == only_room)
+            room_ids = [r.room_id for r in conn.execute(mine).all()]
+            if only_room is not None and not room_ids:
+                return []
+            found: list[LoggedMessage] = []
+            if room_ids:
+                query = (
+                    sa.select(messages)
+                    .where(messages.c.gseq > after, messages.c.room_id.in_(room_ids))
+                    .order_by(messages.c.gseq)
+                    .limit(limit)
+                )
+                found = _logged(conn, conn.execute(query).all())
+            changed = user_changes(
+                conn, user_id, room_ids, after, limit, personal=only_room is None
+            )
+            return merge(found, changed, limit, by_position=True)
+
+        return await self._read(work)
+
+    async def rev_at(self, room_id: str, seq: int) -> int:
+        """The ``rev`` of message ``seq`` (or of the newest one before it): where a client that
+        last saw message ``seq`` stands in the room's log."""
+        row = await self._first(
+            sa.select(messages.c.rev)
+            .where(messages.c.room_id == room_id, messages.c.seq <= seq)
+            .order_by(messages.c.seq.desc())
+            .limit(1)
         )
-        return await self._read(lambda c: _positioned(c, c.execute(query).all()))
+        return 0 if row is None or row.rev is None else int(row.rev)
 
     async def position(self) -> int:
         """The newest stream position handed out."""
@@ -764,11 +1057,11 @@ class SqlStore:
         return 0 if row is None else int(row.value)
 
     async def heads(self, room_ids: list[str]) -> dict[str, int]:
-        """Each room's newest seq, in one query."""
+        """Each room's newest ``rev`` (the head of its log), in one query."""
         rows = await self._all(
-            sa.select(rooms.c.id, rooms.c.last_seq).where(rooms.c.id.in_(room_ids))
+            sa.select(rooms.c.id, rooms.c.last_rev).where(rooms.c.id.in_(room_ids))
         )
-        return {r.id: int(r.last_seq) for r in rows}
+        return {r.id: int(r.last_rev) for r in rows}
 
     async def room_ids_of(self, user_id: str) -> list[str]:
         rows = await self._all(sa.select(members.c.room_id).where(members.c.user_id == user_id))
@@ -873,13 +1166,9 @@ class SqlStore:
 
 
 _SET_HEAD = (
-    rooms.update().where(rooms.c.id == sa.bindparam("rid")).values(last_seq=sa.bindparam("head"))
-)
-_TAKE_POSITIONS = (
-    counters.update()
-    .where(counters.c.name == "messages")
-    .values(value=counters.c.value + sa.bindparam("n"))
-    .returning(counters.c.value)
+    rooms.update()
+    .where(rooms.c.id == sa.bindparam("rid"))
+    .values(last_seq=sa.bindparam("head"), last_rev=sa.bindparam("rev"))
 )
 # A read pointer only moves forward.
 _READ_UP_TO = (
@@ -893,8 +1182,20 @@ _READ_UP_TO = (
 )
 
 
-def _positioned(conn: Connection, rows: Sequence[Any]) -> list[tuple[Message, int]]:
-    return [(m, int(r.gseq or 0)) for m, r in zip(_with_reactions(conn, rows), rows, strict=True)]
+def _logged(conn: Connection, rows: Sequence[Any]) -> list[LoggedMessage]:
+    return [
+        LoggedMessage(m, int(r.gseq or 0), int(r.rev or 0))
+        for m, r in zip(_with_reactions(conn, rows), rows, strict=True)
+    ]
+
+
+def _entered(room: Room, user_id: str, username: str) -> list[Pending]:
+    """The log of a user entering a room: to the room, and to the user's own streams."""
+    who = {"room_id": room.id, "user_id": user_id, "username": username}
+    return [
+        Pending(room.id, "member_joined", who, user_id),
+        Pending(personal_channel(user_id), "room_added", room),
+    ]
 
 
 def _with_reactions(conn: Connection, rows: Sequence[Any]) -> list[Message]:
@@ -928,9 +1229,10 @@ def _room(row: Any) -> Room:
     )
 
 
-def _row(msg: Message, position: int) -> dict[str, Any]:
+def _row(msg: Message, position: int, rev: int) -> dict[str, Any]:
     return {
         "gseq": position,
+        "rev": rev,
         "id": msg.id,
         "room_id": msg.room_id,
         "seq": msg.seq,

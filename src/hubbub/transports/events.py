@@ -23,6 +23,7 @@ from hubbub.encoding import Event, cursor, parse_cursor, sse_named, sse_retry
 from hubbub.errors import BadRequest, HubbubError, Unavailable
 from hubbub.hub import Connection, personal_channel
 from hubbub.transports.handoff import hand_over
+from hubbub.transports.resume import StreamLife, presence_snapshot, replay_user
 from hubbub.transports.sse import keep_until_lost, start_stream, uvicorn_seam
 
 if TYPE_CHECKING:
@@ -59,34 +60,35 @@ class AllRoomsStreams:
             after = parse_events_cursor(
                 header(scope, b"last-event-id") or params.get("last_event_id")
             )
-            who = await rt.auth.identify(credentials(scope, params), ensure_user=False)
+            who = await rt.auth.identify(
+                credentials(scope, params), ensure_user=False, allow_ticket=True
+            )
             transport, flow = uvicorn_seam(send)
         except HubbubError as exc:
             await send_error(send, exc)
             return
         conn = await start_stream(rt, send, transport, flow, who, "all")
-        gauge = rt.metrics.connections.labels("sse")
-        gauge.inc()
-        conn_id = f"{id(conn):x}"
+        life = StreamLife(rt, conn, "sse")
         self._locks[conn] = lock = asyncio.Lock()
         self.streams.add(conn)
-        user_id = who.user_id
 
         async def cleanup() -> None:
-            gauge.dec()
             self.streams.discard(conn)
             self._locks.pop(conn, None)
-            await rt.hub.detach(conn)
-            await rt.service.presence.disconnect(user_id, conn_id)
+            await life.end()
 
         try:
-            await rt.service.presence.connect(who.user_id, conn_id)
+            await life.begin()
             async with lock:
                 # Listen first (everything queues), then look: nothing falls between.
                 await rt.hub.attach(conn, personal_channel(who.user_id), replaying=True)
+                if await life.ended_meanwhile():
+                    await cleanup()
+                    return
                 room_ids = await rt.store.room_ids_of(who.user_id)
                 await asyncio.gather(*[rt.hub.attach(conn, r, replaying=True) for r in room_ids])
                 start = after if after is not None else await rt.store.position()
+                snapshot = await presence_snapshot(rt, room_ids, per_room=False)
                 conn.send_frames(
                     sse_retry(rt.settings.retry_ms)
                     + b"id: %s\n" % cursor(start).encode()
@@ -99,8 +101,10 @@ class AllRoomsStreams:
                             "cursor": cursor(start),
                         },
                     )
+                    + b"".join([e.sse_all for e in snapshot])
                 )
-                await self._catch_up(conn, start, replay=after is not None)
+                conn.last_presence = {e.data.split(b'"status"', 1)[0]: e.data for e in snapshot}
+                await replay_user(rt, conn, start, replay=after is not None)
             stream = hand_over(send, transport)
         except Exception:
             log.exception("/chat/events stream of %s failed", who.user_id)
@@ -109,56 +113,29 @@ class AllRoomsStreams:
             return
         await keep_until_lost(conn, stream, receive, cleanup)
 
-    async def _catch_up(self, conn: Connection, after: int, *, replay: bool) -> None:
-        """Send every message of the user's rooms after ``after`` from the store (if
-        ``replay``), then what queued meanwhile minus what was sent, then go live."""
-        rt = self.rt
-        last = after
-        sent_seq: dict[str, int] = {}
-        page = rt.settings.replay_page
-        while replay:
-            found = await rt.store.replay_all(conn.user_id, last, page)
-            if found:
-                conn.send_frames(
-                    b"".join([Event.message(m, position).sse_all for m, position in found])
-                )
-                last = found[-1][1]
-                for m, _ in found:
-                    sent_seq[m.room_id] = m.seq
-            if conn.transport.is_closing():
-                return
-            if conn.flow.write_paused:
-                await conn.flow.drain()
-            if len(found) < page:
-                break
-        await rt.hub.caught_up(sent_seq)
-        out = []
-        for e in rt.hub.go_live(conn):
-            if e.seq is not None:
-                if (e.position or 0) <= last or e.seq <= sent_seq.get(e.room_id, 0):
-                    continue
-                last = max(last, e.position or 0)
-            out.append(e)
-        out = [e for e in out if e.exclude != conn.user_id]
-        if out:
-            conn.send_frames(b"".join([e.sse_all for e in out]))
-        conn.position = max(conn.position, last)
-
     # following membership ----------------------------------------------------------------
 
     def _personal(self, event: Event) -> None:
-        if event.name not in ("member_joined", "member_left"):
+        if event.name not in ("room_added", "room_removed"):
             return
-        info = msgspec.json.decode(event.data)
+        user_id = event.room_id[1:]
+        field = "id" if event.name == "room_added" else "room_id"
+        try:
+            room_id = str(msgspec.json.decode(event.data)[field])
+        except (msgspec.DecodeError, KeyError, TypeError):
+            return
+        # The room's log from just before the join: ``member_joined`` is logged right before
+        # ``room_added`` (``store/sql.py`` ``_entered``).
+        since = max(0, (event.position or 0) - 2)
         for conn in list(self.streams):
-            if conn.user_id == info["user_id"]:
+            if conn.user_id == user_id:
                 task = asyncio.get_running_loop().create_task(
-                    self._follow(conn, info["room_id"], event.name == "member_joined")
+                    self._follow(conn, room_id, event.name == "room_added", since)
                 )
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
-    async def _follow(self, conn: Connection, room_id: str, joined: bool) -> None:
+    async def _follow(self, conn: Connection, room_id: str, joined: bool, since: int) -> None:
         lock = self._locks.get(conn)
         if lock is None:
             return
@@ -170,12 +147,12 @@ class AllRoomsStreams:
                 return
             if room_id in conn.room_set:
                 return
-            # Queue everything, join the room, and resume from our own last position: the
-            # new room's messages since then come from the store, nothing twice.
+            # Queue everything, join the room, and replay the room's log since the join from
+            # the store; what queued meanwhile follows, nothing twice.
             conn.pending = []
             try:
                 await self.rt.hub.attach(conn, room_id, replaying=True)
-                await self._catch_up(conn, conn.position, replay=True)
+                await replay_user(self.rt, conn, since, only_room=room_id)
             except Exception:
                 log.exception("following room %s for %s failed", room_id, conn.user_id)
                 conn.abort()

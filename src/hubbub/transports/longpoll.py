@@ -8,13 +8,13 @@ same bytes the streams carry.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import TYPE_CHECKING
 
 from hubbub.api.raw import Receive, Scope, Send, credentials, query, send_error, send_json
-from hubbub.encoding import to_json
+from hubbub.encoding import Event, room_cursor, to_json
 from hubbub.errors import HubbubError, Invalid, Unavailable
 from hubbub.hub import Connection
+from hubbub.transports.resume import StreamLife, parse_room_cursor, read_room_log, room_rev
 
 if TYPE_CHECKING:
     from hubbub.runtime import Runtime
@@ -63,51 +63,72 @@ async def poll(rt: Runtime, scope: Scope, receive: Receive, send: Send, room_id:
     try:
         if rt.hub.closing:
             raise Unavailable("the server is shutting down; retry", code="shutting_down")
-        after_f = _number(params, "after", None, 2**53)
-        if after_f is not None and after_f != int(after_f):
-            raise Invalid("after must be a message seq", code="invalid_field")
+        changes = params.get("changes", "") in ("1", "true")
+        cursor = None
+        after_f = None
+        if changes:
+            cursor = parse_room_cursor(params.get("after"))
+        else:
+            after_f = _number(params, "after", None, 2**53)
+            if after_f is not None and after_f != int(after_f):
+                raise Invalid("after must be a message seq", code="invalid_field")
         timeout = _number(params, "timeout", DEFAULT_TIMEOUT, MAX_TIMEOUT)
         limit = int(_number(params, "limit", 100, MAX_LIMIT) or 1)
-        who = await rt.auth.identify(credentials(scope, params), ensure_user=False)
+        who = await rt.auth.identify(
+            credentials(scope, params), ensure_user=False, allow_ticket=True
+        )
         room = await rt.service.open_room(who, room_id)
     except HubbubError as exc:
         await send_error(send, exc)
         return
 
     parked = _Parked()
-    conn = Connection(parked, parked, who.user_id, "poll")
+    conn = Connection(parked, parked, who.user_id, "poll", who.session_id)
     woken = asyncio.get_running_loop().create_future()
 
-    def wake() -> None:
+    def wake(_code: int = 0) -> None:
         if not woken.done():
             woken.set_result(None)
 
-    conn.on_end = wake  # shutdown answers every waiting poll at once
+    conn.on_end = wake  # shutdown (and revocation) answer every waiting poll at once
     conn.wake = wake
-    gauge = rt.metrics.connections.labels("longpoll")
-    gauge.inc()
-    conn_id = uuid.uuid4().hex
-    await rt.service.presence.connect(who.user_id, conn_id)
+    life = StreamLife(rt, conn, "longpoll")
     try:
+        await life.begin()
         await rt.hub.attach(conn, room_id, replaying=True)
-        head = max(room.last_seq, rt.hub.head(room_id))
-        # No `after`: the next message. A cursor from the future (another database): now.
-        after = head if after_f is None else min(int(after_f), head)
-        found = await rt.store.history(room_id, after=after, limit=limit)
-        if found:
-            body = to_json(found)
-        else:
-            body = b"[]"
-            deadline = asyncio.get_running_loop().time() + (timeout or 0)
-            while True:
-                fresh = [
-                    e for e in rt.hub.pending(conn, room_id) if e.seq is not None and e.seq > after
+        if changes:
+            after = rt.hub.head(room_id) if cursor is None else await room_rev(rt, room_id, cursor)
+            found, through = await read_room_log(rt, room_id, after, limit)
+
+            def fresh() -> list[Event]:
+                return [
+                    e
+                    for e in rt.hub.pending(conn, room_id)
+                    if e.rev is not None and e.rev > through and e.exclude != who.user_id
                 ][:limit]
-                if fresh:
-                    body = b"[" + b",".join([e.data for e in fresh]) + b"]"
+        else:
+            head = room.last_seq
+            # No `after`: the next message. A cursor from the future (another database): now.
+            seq_after = head if after_f is None else min(int(after_f), head)
+            messages = await rt.store.history(room_id, after=seq_after, limit=limit)
+            found = [Event.message(m) for m in messages]
+            through = seq_after
+
+            def fresh() -> list[Event]:
+                return [
+                    e
+                    for e in rt.hub.pending(conn, room_id)
+                    if e.seq is not None and e.seq > through
+                ][:limit]
+
+        if not found:
+            deadline = asyncio.get_running_loop().time() + (timeout or 0)
+            while not rt.hub.closing:
+                found = fresh()
+                if found:
                     break
                 remaining = deadline - asyncio.get_running_loop().time()
-                if remaining <= 0 or rt.hub.closing:
+                if remaining <= 0 or conn.transport.is_closing():
                     break
                 woken = asyncio.get_running_loop().create_future()
                 try:
@@ -118,7 +139,22 @@ async def poll(rt: Runtime, scope: Scope, receive: Receive, send: Send, room_id:
         await send_error(send, exc)
         return
     finally:
-        gauge.dec()
-        await rt.hub.detach(conn)
-        await rt.service.presence.disconnect(who.user_id, conn_id)
-    await send_json(send, 200, body)
+        await life.end()
+    if changes:
+        await send_json(send, 200, _changes_body(found, after if not found else None))
+    else:
+        await send_json(send, 200, b"[" + b",".join([e.data for e in found]) + b"]")
+
+
+def _changes_body(found: list[Event], after: int | None) -> bytes:
+    """``{"events": [{"event", "id", "data"}…], "next": "<id>"}``: ``next`` is the id to poll
+    after next time (the last event's, or the cursor the poll was given)."""
+    parts = []
+    next_id = room_cursor(after or 0)
+    for e in found:
+        event_id: int | str = e.seq if e.seq is not None else room_cursor(e.rev or 0)
+        next_id = str(event_id)
+        parts.append(
+            b'{"event":%s,"id":%s,"data":%s}' % (to_json(e.name), to_json(event_id), e.data)
+        )
+    return b'{"events":[%s],"next":%s}' % (b",".join(parts), to_json(next_id))

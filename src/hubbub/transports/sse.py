@@ -16,11 +16,17 @@ from typing import TYPE_CHECKING, Any
 
 from hubbub.api.raw import Receive, Scope, Send, credentials, header, query, send_error
 from hubbub.auth.identity import Identity
-from hubbub.encoding import Event, sse_named, sse_retry
-from hubbub.errors import BadRequest, HubbubError, Unavailable
+from hubbub.encoding import room_cursor, sse_named, sse_retry
+from hubbub.errors import HubbubError, Unavailable
 from hubbub.hub import Connection
-from hubbub.subscription import hand_off
 from hubbub.transports.handoff import StreamProtocol, after_loss, hand_over
+from hubbub.transports.resume import (
+    StreamLife,
+    parse_room_cursor,
+    presence_snapshot,
+    replay_room,
+    room_rev,
+)
 
 if TYPE_CHECKING:
     from hubbub.runtime import Runtime
@@ -32,17 +38,6 @@ SSE_HEADERS = [
     (b"cache-control", b"no-cache, no-transform"),
     (b"x-accel-buffering", b"no"),
 ]
-
-
-def parse_cursor(value: str | None) -> int | None:
-    if value is None or value.strip() == "":
-        return None
-    value = value.strip()
-    if not value.isdigit() or len(value) > 18:
-        raise BadRequest(
-            "Last-Event-ID must be a message seq (a non-negative integer)", code="invalid_cursor"
-        )
-    return int(value)
 
 
 def drop_when_unacknowledged(transport: Any, seconds: float) -> None:
@@ -68,7 +63,7 @@ async def start_stream(
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     transport.set_write_buffer_limits(high=rt.settings.stream_buffer_bytes)
     drop_when_unacknowledged(transport, rt.settings.stale_timeout)
-    return Connection(transport, flow, who.user_id, kind)
+    return Connection(transport, flow, who.user_id, kind, who.session_id)
 
 
 def uvicorn_seam(send: Send) -> tuple[Any, Any]:
@@ -90,59 +85,71 @@ async def room_stream(
     try:
         if rt.hub.closing:
             raise Unavailable("the server is shutting down; reconnect", code="shutting_down")
-        cursor = parse_cursor(header(scope, b"last-event-id") or params.get("last_event_id"))
-        who = await rt.auth.identify(credentials(scope, params), ensure_user=False)
-        room = await rt.service.open_room(who, room_id)
+        cursor = parse_room_cursor(header(scope, b"last-event-id") or params.get("last_event_id"))
+        who = await rt.auth.identify(
+            credentials(scope, params), ensure_user=False, allow_ticket=True
+        )
+        await rt.service.open_room(who, room_id)
         transport, flow = uvicorn_seam(send)
         reset: int | None = None
         if cursor is not None and rt.settings.retention_days is not None:
-            oldest = await rt.store.oldest_seq(room_id)
-            first_kept = oldest if oldest is not None else room.last_seq + 1
-            if cursor + 1 < first_kept:
-                reset = first_kept
+            reset = await _reset_to(rt, room_id, cursor)
     except HubbubError as exc:
         await send_error(send, exc)
         return
 
     conn = await start_stream(rt, send, transport, flow, who, "sse")
-    if reset is not None:
-        cursor = reset - 1
-    gauge = rt.metrics.connections.labels("sse")
-    gauge.inc()
-    conn_id = f"{id(conn):x}"
-    presence = rt.service.presence
-    user_id = who.user_id
-
-    async def cleanup() -> None:
-        gauge.dec()
-        await rt.hub.detach(conn)
-        await presence.disconnect(user_id, conn_id)
-
+    life = StreamLife(rt, conn, "sse")
     try:
-        await presence.connect(who.user_id, conn_id)
-        await rt.hub.attach(conn, room_id, replaying=cursor is not None)
-        if cursor is not None:
-            cursor = min(cursor, max(room.last_seq, rt.hub.head(room_id)))  # a future cursor
-        # `connected` carries an id (the head now, or the client's cursor), so a client that
-        # drops before its first message still resumes from here, not from "live only".
-        start = cursor if cursor is not None else rt.hub.head(room_id)
+        await life.begin()
+        # Everything live queues until the hello (and the replay) are out.
+        await rt.hub.attach(conn, room_id, replaying=True)
+        if await life.ended_meanwhile():
+            await life.end()
+            return
+        after: int | None = None
+        if reset is not None:
+            after = await room_rev(rt, room_id, ("seq", reset - 1))
+        elif cursor is not None:
+            after = await room_rev(rt, room_id, cursor)
+        # `connected` carries an id (the client's place, or the head now), so a client that
+        # drops before its first event still resumes from here, not from "live only".
+        start = after if after is not None else rt.hub.head(room_id)
         hello = (
             sse_retry(rt.settings.retry_ms)
-            + b"id: %d\n" % start
+            + b"id: %s\n" % room_cursor(start).encode()
             + sse_named("connected", {"status": "ok", "room_id": room_id, "user_id": who.user_id})
         )
         if reset is not None:
             hello += sse_named("reset", {"room_id": room_id, "oldest_seq": reset})
-        conn.send_frames(hello)
-        if cursor is not None:
-            await replay(rt, conn, room_id, cursor)
+        snapshot = await presence_snapshot(rt, [room_id], per_room=True)
+        conn.send_frames(hello + b"".join([e.sse for e in snapshot]))
+        await replay_room(rt, conn, room_id, start, replay=after is not None)
         stream = hand_over(send, transport)
     except Exception:
         log.exception("stream of room %s failed", room_id)
         conn.abort()
-        await cleanup()
+        await life.end()
         return
-    await keep_until_lost(conn, stream, receive, cleanup)
+    await keep_until_lost(conn, stream, receive, life.end)
+
+
+async def _reset_to(rt: Runtime, room_id: str, cursor: tuple[str, int]) -> int | None:
+    """With retention on, a cursor older than what is kept resumes from the oldest kept
+    message, announced by ``event: reset`` — never a silent hole."""
+    room = await rt.store.room(room_id)
+    oldest = await rt.store.oldest_seq(room_id)
+    last_seq = room.last_seq if room is not None else 0
+    first_kept = oldest if oldest is not None else last_seq + 1
+    if first_kept <= 1:
+        return None
+    kind, value = cursor
+    if kind == "seq":
+        return first_kept if value + 1 < first_kept else None
+    kept_rev = await rt.store.rev_at(room_id, first_kept) if oldest is not None else None
+    if kept_rev is not None and value < kept_rev - 1:
+        return first_kept
+    return None
 
 
 async def keep_until_lost(
@@ -158,43 +165,3 @@ async def keep_until_lost(
             pass
     finally:
         await cleanup()
-
-
-def _sse_frame(event: Event) -> bytes:
-    return event.sse
-
-
-def _ws_frame(event: Event) -> bytes:
-    return event.ws
-
-
-async def replay(rt: Runtime, conn: Connection, room_id: str, cursor: int) -> None:
-    """Send ``seq > cursor`` from the store, then hand over to live delivery with no gap."""
-    page_size = rt.settings.replay_page
-    last = cursor
-    frame = _ws_frame if conn.kind == "ws" else _sse_frame
-    flow = conn.flow
-    while True:
-        while True:
-            page = await rt.store.history(room_id, after=last, limit=page_size)
-            if page:
-                conn.send_frames(b"".join([frame(Event.message(m)) for m in page]))
-                last = page[-1].seq
-            if conn.transport.is_closing():
-                return
-            if flow.write_paused:
-                await flow.drain()  # a resuming client reads at its own pace
-            if len(page) < page_size:
-                break
-        await rt.hub.caught_up({room_id: last})
-        if flow.write_paused or conn.transport.is_closing():
-            continue
-        pending = rt.hub.pending(conn, room_id)
-        first = next((e.seq for e in pending if e.seq is not None), None)
-        if first is not None and first > last + 1:
-            continue  # the store has them by now: read again
-        out, _ = hand_off(last, rt.hub.go_live(conn, room_id))
-        out = [e for e in out if e.exclude != conn.user_id]
-        if out:
-            conn.send_frames(b"".join([frame(e) for e in out]))
-        return

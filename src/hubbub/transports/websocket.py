@@ -13,17 +13,34 @@ Server → client: ``{"event", "id"?, "ref"?, "data"}``; see ``docs/api.md``.
 from __future__ import annotations
 
 import logging
-import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 import msgspec
 
-from hubbub.api.raw import Receive, Scope, Send, credentials, header, query
+from hubbub.api.raw import (
+    Receive,
+    Scope,
+    Send,
+    check_json_depth,
+    credentials,
+    header,
+    json_error,
+    json_too_deep,
+    lenient_field,
+    query,
+)
 from hubbub.encoding import to_json, ws_text_frame
 from hubbub.errors import BadRequest, HubbubError, Invalid
-from hubbub.hub import Connection
-from hubbub.transports.sse import drop_when_unacknowledged, replay
+from hubbub.hub import Connection, personal_channel
+from hubbub.transports.resume import (
+    StreamLife,
+    parse_room_cursor,
+    presence_snapshot,
+    replay_room,
+    room_rev,
+)
+from hubbub.transports.sse import drop_when_unacknowledged
 
 if TYPE_CHECKING:
     from hubbub.runtime import Runtime
@@ -65,19 +82,53 @@ def origin_allowed(scope: Scope, allowed: list[str]) -> bool:
     return host is not None and urlsplit(origin).netloc.lower() == host.lower()
 
 
+_Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]
+
+
 class _Op(msgspec.Struct, forbid_unknown_fields=False):
     op: str
     ref: Any = None
     room_id: str | None = None
-    after_seq: int | None = None
+    after_seq: _Seq | str | None = None  # a message seq, or a change's id ("r<rev>")
     message: str | None = None
     client_msg_id: str | None = None
     timestamp: int | float | str | None = None
     is_typing: bool | None = None
-    seq: int | None = None
+    seq: _Seq | None = None
 
 
-_decode_op = msgspec.json.Decoder(_Op).decode
+class _Ref(msgspec.Struct, forbid_unknown_fields=False):
+    ref: Any = None
+
+
+_op_decoder = msgspec.json.Decoder(_Op)
+_ref_decoder = msgspec.json.Decoder(_Ref)
+
+
+def decode_op(frame: str | bytes) -> _Op:
+    """A client frame, or a 4xx :class:`HubbubError`: 400 when it is not JSON (also nested
+    deeper than 64 levels, or holding a lone UTF-16 surrogate), 422 when it is JSON but not an
+    op (no ``op``, a field of the wrong type, a ``seq`` beyond 2^53)."""
+    check_json_depth(frame)
+    try:
+        return _op_decoder.decode(frame)
+    except msgspec.ValidationError as exc:
+        raise Invalid(f"bad frame: {exc}", code="invalid_frame") from None
+    except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:
+        raise BadRequest(
+            f"the frame is not JSON: {json_error(frame, exc)}", code="malformed_json"
+        ) from None
+
+
+def frame_ref(frame: str | bytes) -> Any:
+    """The ``ref`` of a frame that :func:`decode_op` refused, so its error frame can carry it:
+    decoded alone when the frame is JSON, else found by scanning; ``None`` when there is none."""
+    if not json_too_deep(frame):
+        try:
+            return _ref_decoder.decode(frame).ref
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeError, RecursionError):
+            pass
+    return lenient_field(frame, "ref")
 
 
 class WebSocketSession:
@@ -100,13 +151,12 @@ class WebSocketSession:
         self.reply("error", exc.body()["error"], ref)
 
     async def handle(self, text: str) -> None:
+        """One client frame. Whatever it holds, the answer is a frame (an ``error`` carrying the
+        frame's ``ref`` when it had one, even without a valid ``op``) and the socket stays."""
         try:
-            op = _decode_op(text)
-        except msgspec.ValidationError as exc:
-            self.error(Invalid(f"bad frame: {exc}", code="invalid_frame"))
-            return
-        except (msgspec.DecodeError, UnicodeDecodeError):
-            self.error(BadRequest("the frame is not JSON", code="malformed_json"))
+            op = decode_op(text)
+        except HubbubError as exc:
+            self.error(exc, frame_ref(text))
             return
         try:
             await self._dispatch(op)
@@ -129,16 +179,24 @@ class WebSocketSession:
             self.reply("pong", {}, op.ref)
         elif op.op == "subscribe":
             room_id = self._room(op)
-            if op.after_seq is not None and not 0 <= op.after_seq <= MAX_SEQ:
-                raise Invalid("after_seq must be a message seq", code="invalid_cursor")
+            cursor = parse_room_cursor(op.after_seq)
             if room_id in self.conn.room_set:
                 raise Invalid(f"already subscribed to {room_id!r}", code="already_subscribed")
             room = await rt.service.open_room(who, room_id)
-            await rt.hub.attach(self.conn, room_id, replaying=op.after_seq is not None)
-            head = max(room.last_seq, rt.hub.head(room_id))
-            self.reply("subscribed", {"room_id": room_id, "head_seq": head}, op.ref)
-            if op.after_seq is not None:
-                await replay(rt, self.conn, room_id, min(op.after_seq, head))
+            # Everything live queues until `subscribed` (and the replay) are out.
+            await rt.hub.attach(self.conn, room_id, replaying=True)
+            try:
+                after = rt.hub.head(room_id)
+                if cursor is not None:
+                    after = await room_rev(rt, room_id, cursor)
+                self.reply("subscribed", {"room_id": room_id, "head_seq": room.last_seq}, op.ref)
+                snapshot = await presence_snapshot(rt, [room_id], per_room=True)
+                if snapshot:
+                    self.conn.send_frames(b"".join([e.ws for e in snapshot]))
+                await replay_room(rt, self.conn, room_id, after, replay=cursor is not None)
+            except BaseException:
+                await rt.hub.detach_room(self.conn, room_id)
+                raise
         elif op.op == "unsubscribe":
             room_id = self._room(op)
             await rt.hub.detach_room(self.conn, room_id)
@@ -179,7 +237,9 @@ async def websocket_endpoint(rt: Runtime, scope: Scope, receive: Receive, send: 
     protocol = getattr(send, "__self__", None)
     transport = getattr(protocol, "transport", None)
     try:
-        who = await rt.auth.identify(credentials(scope, query(scope)), ensure_user=False)
+        who = await rt.auth.identify(
+            credentials(scope, query(scope)), ensure_user=False, allow_ticket=True
+        )
         error: HubbubError | None = None
     except HubbubError as exc:
         error = exc
@@ -193,21 +253,23 @@ async def websocket_endpoint(rt: Runtime, scope: Scope, receive: Receive, send: 
 
     transport.set_write_buffer_limits(high=rt.settings.stream_buffer_bytes)
     drop_when_unacknowledged(transport, rt.settings.stale_timeout)
-    conn = Connection(transport, WsFlow(protocol), who.user_id, "ws")
+    conn = Connection(transport, WsFlow(protocol), who.user_id, "ws", who.session_id)
 
-    def end() -> None:
+    def end(code: int) -> None:
         if not transport.is_closing():
-            transport.write(_close_frame(SERVICE_RESTART))
+            transport.write(_close_frame(code))
             transport.close()
 
     conn.on_end = end
     rt.hub.connections.add(conn)
     session = WebSocketSession(rt, conn, who)
-    gauge = rt.metrics.connections.labels("websocket")
-    gauge.inc()
-    conn_id = uuid.uuid4().hex
-    await rt.service.presence.connect(who.user_id, conn_id)
+    life = StreamLife(rt, conn, "websocket")
     try:
+        await life.begin()
+        # The user's own changes (rooms added or removed, read moves) arrive live.
+        await rt.hub.attach(conn, personal_channel(who.user_id), replaying=False)
+        if await life.ended_meanwhile():
+            return
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
@@ -221,6 +283,4 @@ async def websocket_endpoint(rt: Runtime, scope: Scope, receive: Receive, send: 
         log.exception("websocket of %s failed", who.user_id)
         conn.abort()
     finally:
-        gauge.dec()
-        await rt.hub.detach(conn)
-        await rt.service.presence.disconnect(who.user_id, conn_id)
+        await life.end()

@@ -1,0 +1,226 @@
+"""The one resume engine every transport drives, and the start and end every stream shares.
+
+The rules (what is a duplicate, when a hole means "read the store again") are the sans-I/O
+:class:`~hubbub.subscription.Resume`; this module only does its I/O: read pages from the store,
+write them, wait for the hub to catch up, go live. Room streams (SSE, WebSocket ``subscribe``)
+resume by the room's ``rev``, ``/chat/events`` by the stream position; long-poll reads the same
+log without going live.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+from hubbub.changes import Entry, LoggedMessage, fold
+from hubbub.encoding import ROOM_CURSOR_PREFIX, Event
+from hubbub.errors import BadRequest
+from hubbub.hub import WS_REVOKED, Connection
+from hubbub.subscription import Resume
+
+if TYPE_CHECKING:
+    from hubbub.runtime import Runtime
+
+MAX_CURSOR = 2**53
+
+
+def event_of(entry: Entry) -> Event:
+    if isinstance(entry, LoggedMessage):
+        return Event.message(entry.message, entry.position, entry.rev)
+    return Event.stored(entry.room_id, entry.name, entry.data, entry.position, entry.rev)
+
+
+def events_of(page: list[Entry]) -> list[Event]:
+    """A page of the log as events, with repeated changes of one message folded."""
+    return [event_of(e) for e in fold(page)]
+
+
+def _key(entry: Entry, by_position: bool) -> int:
+    if by_position:
+        return entry.position
+    return entry.rev if isinstance(entry, LoggedMessage) else (entry.rev or 0)
+
+
+# cursors ------------------------------------------------------------------------------------
+
+
+def parse_room_cursor(value: str | int | None) -> tuple[str, int] | None:
+    """A room stream's cursor: a message's ``seq`` (digits) or a change's id (``r<rev>``)."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 0 <= value <= MAX_CURSOR:
+            raise BadRequest("the cursor is out of range", code="invalid_cursor")
+        return ("seq", value)
+    text = str(value).strip()
+    if text == "":
+        return None
+    kind = "seq"
+    if text.startswith(ROOM_CURSOR_PREFIX):
+        kind, text = "rev", text[len(ROOM_CURSOR_PREFIX) :]
+    if not text.isdigit() or not text.isascii() or len(text) > 16 or int(text) > MAX_CURSOR:
+        raise BadRequest(
+            "the cursor must be an id this stream sent (a message seq, or r<number>)",
+            code="invalid_cursor",
+        )
+    return (kind, int(text))
+
+
+async def room_rev(rt: Runtime, room_id: str, cursor: tuple[str, int]) -> int:
+    """Where a cursor stands in the room's log, clamped to now (a cursor from the future, e.g.
+    of another database, resumes from now rather than waiting for it)."""
+    kind, value = cursor
+    rev = value if kind == "rev" else (await rt.store.rev_at(room_id, value) if value else 0)
+    head = max((await rt.store.heads([room_id])).get(room_id, 0), rt.hub.head(room_id))
+    return min(rev, head)
+
+
+# drivers ------------------------------------------------------------------------------------
+
+
+async def replay_room(
+    rt: Runtime, conn: Connection, room_id: str, after: int, *, replay: bool = True
+) -> None:
+    """Send the room's log after rev ``after`` from the store (if ``replay``), then hand over
+    to live delivery with no gap and no duplicate (the connection is attached ``replaying``)."""
+    resume = Resume(after, room_id=room_id, user_id=conn.user_id, user_level=conn.kind == "ws")
+    await _drive(rt, conn, resume, room_id, replay=replay)
+
+
+async def replay_user(
+    rt: Runtime,
+    conn: Connection,
+    after: int,
+    *,
+    replay: bool = True,
+    only_room: str | None = None,
+) -> None:
+    """``/chat/events``: everything of the user's rooms and personal channel after stream
+    position ``after`` (if ``replay``; ``only_room``: of that room alone, when the stream
+    starts following a room it joined), then what queued meanwhile, then live."""
+    resume = Resume(after, user_id=conn.user_id, user_level=True)
+    await _drive(rt, conn, resume, None, replay=replay, only_room=only_room)
+    conn.position = max(conn.position, resume.cursor)
+
+
+async def _drive(
+    rt: Runtime,
+    conn: Connection,
+    resume: Resume,
+    room_id: str | None,
+    *,
+    replay: bool = True,
+    only_room: str | None = None,
+) -> None:
+    page_size = rt.settings.replay_page
+    flow = conn.flow
+    by_position = room_id is None
+    kind = conn.kind
+    while True:
+        while replay:
+            if room_id is not None:
+                page = await rt.store.room_log(room_id, resume.cursor, page_size)
+            else:
+                page = await rt.store.user_log(
+                    conn.user_id, resume.cursor, page_size, only_room=only_room
+                )
+            through = _key(page[-1], by_position) if page else None
+            out = resume.replayed(events_of(page), through=through)
+            if out:
+                conn.send_frames(b"".join([e.frame(kind) for e in out]))
+            if conn.transport.is_closing():
+                return
+            if flow.write_paused:
+                await flow.drain()  # a resuming client reads at its own pace
+            if len(page) < page_size:
+                break
+        await rt.hub.caught_up(resume.heads())
+        if conn.transport.is_closing():
+            return
+        if flow.write_paused:
+            await flow.drain()
+            continue
+        if resume.behind(rt.hub.pending(conn, room_id)):
+            replay = True
+            continue  # the store has them by now: read again
+        out = resume.hand_off(rt.hub.go_live(conn, room_id))
+        if out:
+            conn.send_frames(b"".join([e.frame(kind) for e in out]))
+        return
+
+
+async def read_room_log(
+    rt: Runtime, room_id: str, after: int, limit: int
+) -> tuple[list[Event], int]:
+    """Long-poll: the room's stored events after rev ``after``, and the rev read through."""
+    page = await rt.store.room_log(room_id, after, limit)
+    through = _key(page[-1], False) if page else after
+    return events_of(page), through
+
+
+# presence snapshot --------------------------------------------------------------------------
+
+
+async def presence_snapshot(rt: Runtime, room_ids: list[str], *, per_room: bool) -> list[Event]:
+    """One ``presence`` event per member currently online or away, so a (re)connected client
+    starts from the truth (presence itself is live only, never replayed). ``per_room``: one per
+    member of each room (room streams); otherwise one per user (``/chat/events``)."""
+    seen: set[str] = set()
+    out: list[Event] = []
+    for room_id in room_ids:
+        members = await rt.store.members(room_id)
+        ids = [m.user_id for m in members if per_room or m.user_id not in seen]
+        if not ids:
+            continue
+        status = await rt.service.presence.statuses(ids)
+        for user_id in ids:
+            seen.add(user_id)
+            if status.get(user_id, "offline") != "offline":
+                out.append(
+                    Event.named(
+                        room_id, "presence", {"user_id": user_id, "status": status[user_id]}
+                    )
+                )
+    return out
+
+
+# start and end --------------------------------------------------------------------------------
+
+
+class StreamLife:
+    """What every stream does when it opens and when it ends, in one place: the connection
+    gauge, presence (online while any connection is open), and leaving the hub."""
+
+    __slots__ = ("_ended", "conn", "conn_id", "label", "rt")
+
+    def __init__(self, rt: Runtime, conn: Connection, label: str) -> None:
+        self.rt = rt
+        self.conn = conn
+        self.label = label
+        self.conn_id = uuid.uuid4().hex
+        self._ended = False
+
+    async def begin(self) -> None:
+        self.rt.metrics.connections.labels(self.label).inc()
+        await self.rt.service.presence.connect(self.conn.user_id, self.conn_id)
+
+    async def ended_meanwhile(self) -> bool:
+        """Whether the session that opened this stream ended between authentication and the
+        stream joining the hub (a revocation announced then found no connection to close).
+        Every node's session cache learns of revocations at once, so this costs no query."""
+        session_id = self.conn.session_id
+        if session_id is None:
+            return False
+        record = await self.rt.auth.session(session_id)
+        if record is None or record.revoked:
+            self.conn.close(WS_REVOKED)
+            return True
+        return False
+
+    async def end(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        self.rt.metrics.connections.labels(self.label).dec()
+        await self.rt.hub.detach(self.conn)
+        await self.rt.service.presence.disconnect(self.conn.user_id, self.conn_id)
