@@ -262,6 +262,20 @@ class ChatService:
         one here reads it back by its ``rev`` or position)."""
         for c in changes:
             await self._publish(Event.stored(c.room_id, c.name, c.data, c.position, c.rev))
+            if c.name == "member_joined" and c.ref is not None and c.rev is not None:
+                await self._joined_presence(c.room_id, c.ref)
+
+    async def _joined_presence(self, room_id: str, user_id: str) -> None:
+        """Someone who joins while online is announced online in the room (presence is
+        announced per room only when it changes, so the room would not hear it otherwise)."""
+        try:
+            status = (await self.presence.statuses([user_id])).get(user_id, "offline")
+        except Exception as exc:
+            log.warning("presence of %s not announced: %s", user_id, exc)
+            return
+        if status != "offline":
+            payload = {"user_id": user_id, "status": status}
+            await self._publish(Event.named(room_id, "presence", payload))
 
     async def _announce_room(self, room_id: str) -> None:
         """A new public room, to every ``/chat/events`` and WebSocket client (live only)."""

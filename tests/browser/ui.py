@@ -179,3 +179,12 @@ def pair(new_context: NewContext, server: Server) -> tuple[ChatUser, ChatUser, s
     bob = ChatUser(new_context(), server, unique("bob")).quick_sign_up()
     bob.join_room(room)
     return alice, bob, room
+
+
+def api_user(new_context: NewContext, server: Server, name: str) -> ChatUser:
+    """Someone who only uses the HTTP API (own cookie jar, signed in; the app is not opened)."""
+    user = ChatUser(new_context(), server, name)
+    creds = {"username": name, "password": PASSWORD}
+    assert user.api("POST", "/auth/register", creds).status == 201
+    assert user.api("POST", "/auth/login", creds).status == 200
+    return user

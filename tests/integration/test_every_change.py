@@ -625,3 +625,28 @@ async def test_a_poisoned_send_fails_alone_and_every_other_is_stored(
             assert [m["seq"] for m in history] == list(range(1, len(history) + 1))
     finally:
         server.stop()
+
+
+async def test_someone_who_joins_while_online_is_announced_online(trust_server: Server) -> None:
+    room, newcomer = uniq("hello-"), uniq("newbie")
+    async with client(trust_server.url) as http:
+        await say(http, "host", room, "welcome")
+        await say(http, newcomer, uniq("elsewhere-"), "I am around")
+        async with (
+            open_stream(http, "/chat/events", headers=user(newcomer)) as mine,
+            open_stream(http, f"/chat/room/{room}/events", headers=user("host")) as s,
+        ):
+            assert (
+                await http.post(f"/chat/room/{room}/join", headers=user(newcomer))
+            ).status_code == 200
+            await s.wait_for(
+                lambda st: any(
+                    e.json() == {"user_id": newcomer, "status": "online"}
+                    for e in st.named("presence")
+                ),
+                5,
+            )
+            # …and the newcomer's own stream learns who of the room is online.
+            await mine.wait_for(
+                lambda st: any(e.json()["user_id"] == "host" for e in st.named("presence")), 5
+            )

@@ -153,6 +153,10 @@ class AllRoomsStreams:
             try:
                 await self.rt.hub.attach(conn, room_id, replaying=True)
                 await replay_user(self.rt, conn, since, only_room=room_id)
+                # Presence is live only: who of the new room is online now.
+                snapshot = await presence_snapshot(self.rt, [room_id], per_room=True)
+                if snapshot and not conn.transport.is_closing():
+                    conn.send_frames(b"".join([e.sse_all for e in snapshot]))
             except Exception:
                 log.exception("following room %s for %s failed", room_id, conn.user_id)
                 conn.abort()

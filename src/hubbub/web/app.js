@@ -27,6 +27,8 @@ const state = {
   typingSentAt: 0,
   typingRoom: null,
   wasAway: false,
+  leaving: new Set(), // rooms this tab is leaving (no "you were removed" notice for those)
+  memberGen: new Map(), // room id → count of member events seen (a stale member list loses)
 };
 
 // DOM helpers ---------------------------------------------------------------------------------
@@ -646,12 +648,46 @@ function renderRoomHeader() {
   show($('composer'), !!room.member);
   show($('composer-hint'), !!room.member);
   show($('leave-room'), !!room.member);
+  show($('rename-room'), isAdmin(room));
   show($('invite-form'), !!room.member && room.visibility === 'private');
 }
 
-async function loadMembers(roomId) {
+function isAdmin(room) {
+  return !!room?.member && room.role === 'admin';
+}
+
+async function removeMember(roomId, member) {
+  const room = state.rooms.get(roomId);
+  const where = room ? `#${room.name}` : 'this room';
+  if (!(await confirmDialog(`Remove ${member.username}?`, `They will stop receiving the messages of ${where}.`, 'Remove'))) return;
   try {
+    await hub.removeMember(roomId, member.user_id);
+    bumpMembers(roomId);
+    if (state.members.get(roomId)?.delete(member.user_id) && roomId === state.current) {
+      renderMembers();
+      renderRoomHeader();
+    }
+  } catch (err) {
+    toast(`Could not remove ${member.username}: ${errorText(err)}`);
+  }
+}
+
+let membersTimer = null;
+function loadMembersSoon(roomId) {
+  clearTimeout(membersTimer);
+  membersTimer = setTimeout(() => loadMembers(roomId), 300);
+}
+
+async function loadMembers(roomId, attempt = 0) {
+  try {
+    const gen = state.memberGen.get(roomId) ?? 0;
     const { members } = await hub.members(roomId);
+    if ((state.memberGen.get(roomId) ?? 0) !== gen) {
+      // Someone joined or left while the list was on its way: it may be stale, read again.
+      if (attempt < 5) setTimeout(() => loadMembers(roomId, attempt + 1), 200);
+      return;
+    }
+    if (!state.rooms.has(roomId) && roomId !== state.current) return;
     const map = new Map();
     for (const m of members) {
       map.set(m.user_id, m);
@@ -680,6 +716,8 @@ function renderMembers() {
     list.replaceChildren();
     return;
   }
+  const admin = isAdmin(state.rooms.get(state.current));
+  const roomId = state.current;
   const rank = { online: 0, away: 1, offline: 2 };
   const sorted = [...members.values()].sort((a, b) =>
     rank[presenceOf(a.user_id)] - rank[presenceOf(b.user_id)] || a.username.localeCompare(b.username));
@@ -690,7 +728,12 @@ function renderMembers() {
         h('span', { class: `dot ${status}`, attrs: { 'aria-hidden': 'true' } })),
       h('span', { class: 'member-name', text: m.username + (m.user_id === state.me?.id ? ' (you)' : '') }),
       h('span', { class: 'visually-hidden', text: `, ${status}` }),
-      m.role === 'admin' ? h('span', { class: 'role', text: 'admin' }) : null);
+      m.role === 'admin' ? h('span', { class: 'role', text: 'admin' }) : null,
+      admin && m.user_id !== state.me?.id ? h('button', {
+        type: 'button', class: 'icon-button remove-member', title: `Remove ${m.username}`,
+        attrs: { 'aria-label': `Remove ${m.username} from the room` },
+        on: { click: () => removeMember(roomId, m) },
+      }, '×') : null);
   }));
 }
 
@@ -841,27 +884,31 @@ hub.on('presence', (ev) => {
   }
 });
 
+// Membership, driven by the stream (live and replayed after a reconnect alike).
+
+function bumpMembers(roomId) {
+  state.memberGen.set(roomId, (state.memberGen.get(roomId) ?? 0) + 1);
+}
+
 hub.on('member_joined', (ev) => {
   state.names.set(ev.user_id, ev.username);
-  if (ev.user_id === state.me?.id) {
-    loadRooms().catch(() => {});
-    return;
-  }
+  bumpMembers(ev.room_id);
   const members = state.members.get(ev.room_id);
-  if (members && !members.has(ev.user_id)) {
-    loadMembers(ev.room_id);
+  if (!members || members.has(ev.user_id)) return;
+  members.set(ev.user_id, { user_id: ev.user_id, username: ev.username, role: 'member', joined_at: null });
+  if (ev.room_id === state.current) {
+    renderMembers();
+    renderRoomHeader();
+    // The stream says who joined, not whether they are online (presence is only streamed
+    // when it changes): read the list once things settle, for presence and role.
+    loadMembersSoon(ev.room_id);
   }
 });
 
 hub.on('member_left', (ev) => {
+  bumpMembers(ev.room_id);
   if (ev.user_id === state.me?.id) {
-    loadRooms().then(() => {
-      const room = state.rooms.get(ev.room_id);
-      if (!room) {
-        state.views.delete(ev.room_id);
-        if (state.current === ev.room_id) navigate(null);
-      }
-    }).catch(() => {});
+    dropRoom(ev.room_id);
     return;
   }
   const members = state.members.get(ev.room_id);
@@ -869,6 +916,96 @@ hub.on('member_left', (ev) => {
     renderMembers();
     renderRoomHeader();
   }
+});
+
+/** I am out of a room (left here or elsewhere, or removed by an admin): a private room goes
+ * from the list, a public one moves to the public rooms; an open one closes with a notice. */
+function dropRoom(roomId) {
+  const room = state.rooms.get(roomId);
+  const wasMember = !!room?.member;
+  state.views.delete(roomId);
+  state.members.delete(roomId);
+  for (const userId of [...(state.typing.get(roomId)?.keys() ?? [])]) clearTyping(roomId, userId);
+  if (room) {
+    if (room.visibility === 'public') Object.assign(room, { member: false, role: null, unread: 0 });
+    else state.rooms.delete(roomId);
+  }
+  if (state.current === roomId && wasMember) {
+    if (!state.leaving.has(roomId)) toast(`You are no longer a member of #${room.name}.`);
+    navigate(null);
+  }
+  renderRooms();
+}
+
+hub.on('room_removed', (ev) => dropRoom(ev.room_id));
+
+/** The fields of a streamed room object (`room_added`, `room_updated`, `room_created`). */
+function roomFields(r) {
+  return { id: r.id, name: r.name, visibility: r.visibility, created_by: r.created_by, created_at: r.created_at };
+}
+
+hub.on('room_added', (r) => {
+  const old = state.rooms.get(r.id);
+  const lastSeq = Math.max(old?.last_seq ?? 0, r.last_seq ?? 0);
+  if (old?.member) {
+    Object.assign(old, roomFields(r), { last_seq: lastSeq });
+  } else {
+    // New to me: what came before the join counts as read; the stream brings what follows.
+    state.rooms.set(r.id, {
+      ...old,
+      ...roomFields(r),
+      last_seq: lastSeq,
+      member: true,
+      role: r.created_by === state.me?.id ? 'admin' : 'member',
+      unread: 0,
+      read_seq: lastSeq,
+      last_message: old?.last_message ?? null,
+    });
+    completeRoom(r.id);
+  }
+  renderRooms();
+  if (r.id === state.current) {
+    renderRoomHeader();
+    loadMembers(r.id);
+  }
+});
+
+/** What `room_added` does not carry: my role (an admin may have added me as one) and the
+ * room's newest message for the room list. */
+async function completeRoom(roomId) {
+  try {
+    const [details, last] = await Promise.all([hub.room(roomId), hub.history(roomId, { limit: 1 })]);
+    const room = state.rooms.get(roomId);
+    if (!room?.member) return;
+    if (details.role) room.role = details.role;
+    const newest = last[last.length - 1];
+    if (newest && !(room.last_message && room.last_message.seq >= newest.seq)) room.last_message = newest;
+    renderRooms();
+    if (roomId === state.current) {
+      renderRoomHeader();
+      renderMembers();
+    }
+  } catch {
+    /* gone again meanwhile: room_removed says so */
+  }
+}
+
+hub.on('room_updated', (r) => {
+  const room = state.rooms.get(r.id);
+  if (!room) return;
+  Object.assign(room, { name: r.name, visibility: r.visibility });
+  renderRooms();
+  if (r.id === state.current) {
+    renderRoomHeader();
+    renderHistoryStatus();
+  }
+});
+
+hub.on('room_created', (r) => {
+  // A new public room (live only; after a reconnect the public list is read again).
+  if (state.rooms.has(r.id)) return;
+  state.rooms.set(r.id, { ...roomFields(r), last_seq: r.last_seq ?? 0, member: false, role: null, unread: null, last_message: null });
+  renderRooms();
 });
 
 hub.on('read', (ev) => {
@@ -904,10 +1041,54 @@ hub.on('unauthorized', () => {
   showAuth('Your session has ended. Please sign in again.');
 });
 
-// Every (re)connection: the stream resumes messages by itself; also read what it does not
-// carry (edits, reactions, unread counts made while away) and anything history loaded just
-// before a fresh stream went live.
-hub.on('connected', () => resync());
+// Every (re)connection. A resumed stream replays every stored change of my rooms after its
+// cursor (messages, edits, deletes, reactions, members, renames, rooms added and removed, my
+// read pointers), so the page follows from the events alone. A fresh stream is live only:
+// read what was loaded before it went live again, as for a first page load.
+hub.on('connected', () => {
+  // Presence is live only; the stream starts with one `presence` per member online now.
+  state.presence.clear();
+  setTimeout(() => {
+    if (state.current) {
+      renderMembers();
+      renderRoomHeader();
+    }
+  }, 50);
+  if (hub.resumed) resyncUnstreamed();
+  else resync();
+});
+
+/** After a resume: only what the stream does not carry — public rooms I am not in (new
+ * ones are announced live only) and a public room I am looking at without being a member. */
+async function resyncUnstreamed() {
+  try {
+    await refreshPublicRooms();
+    for (const view of state.views.values()) {
+      if (state.rooms.get(view.id)?.member) continue;
+      await view.catchUp();
+      if (view.isCurrent) {
+        await view.refresh();
+        loadMembers(view.id);
+      }
+    }
+  } catch (err) {
+    console.warn('resync', err);
+  }
+}
+
+async function refreshPublicRooms() {
+  const { rooms } = await hub.rooms();
+  const listed = new Set();
+  for (const room of rooms) {
+    if (room.member) continue; // mine follow the stream (room_added brings new ones)
+    listed.add(room.id);
+    const old = state.rooms.get(room.id);
+    if (!old?.member) state.rooms.set(room.id, room);
+  }
+  for (const [id, room] of [...state.rooms]) if (!room.member && !listed.has(id)) state.rooms.delete(id);
+  renderRooms();
+  renderRoomHeader();
+}
 
 async function resync() {
   try {
@@ -1267,13 +1448,6 @@ async function submitAuth(e) {
   }
 }
 
-let roomsRefreshedAt = 0;
-function refreshRoomsNow() {
-  if (!state.me || hub.state !== 'open' || Date.now() - roomsRefreshedAt < 5000) return;
-  roomsRefreshedAt = Date.now();
-  loadRooms().catch(() => {});
-}
-
 async function startChat(user) {
   if (state.me) {
     // Signed in again after the session ended: start from a clean page.
@@ -1286,10 +1460,9 @@ async function startChat(user) {
   show($('loading'), false);
   show($('auth-view'), false);
   show($('chat-view'), true);
+  // The room list follows the stream from here on (room_added / room_removed / room_updated /
+  // room_created, messages and read pointers); no polling.
   hub.connect();
-  // New public rooms have no event: look again now and then, and when the tab comes back.
-  setInterval(() => document.visibilityState === 'visible' && refreshRoomsNow(), 60_000);
-  window.addEventListener('focus', refreshRoomsNow);
   await loadRooms();
   route();
   if (!location.hash.startsWith('#/room/')) document.querySelector('.room')?.focus();
@@ -1362,14 +1535,15 @@ function wire() {
     if (!room) return;
     const warn = room.visibility === 'private' ? ' You will need an invitation to come back.' : '';
     if (!(await confirmDialog(`Leave #${room.name}?`, `You will stop receiving its messages.${warn}`, 'Leave'))) return;
+    state.leaving.add(room.id);
     try {
       await hub.leave(room.id);
-      state.views.delete(room.id);
-      state.members.delete(room.id);
-      await loadRooms();
+      dropRoom(room.id);
       navigate(null);
     } catch (err) {
       toast(`Could not leave: ${errorText(err)}`);
+    } finally {
+      state.leaving.delete(room.id);
     }
   });
 
@@ -1387,6 +1561,51 @@ function wire() {
       loadMembers(state.current);
     } catch (err) {
       $('invite-status').textContent = err instanceof HubbubError && err.status === 404 ? `No user called ${name}.` : errorText(err);
+    }
+  });
+
+  // room admins: rename
+  $('rename-room').addEventListener('click', () => {
+    const room = state.rooms.get(state.current);
+    if (!room) return;
+    $('rename-form').dataset.room = room.id;
+    $('rename-input').value = room.name;
+    $('rename-error').textContent = '';
+    $('rename-dialog').showModal();
+    $('rename-input').select();
+  });
+  $('rename-cancel').addEventListener('click', () => $('rename-dialog').close());
+  $('rename-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const roomId = $('rename-form').dataset.room;
+    const name = $('rename-input').value.trim();
+    if (!name) {
+      $('rename-error').textContent = 'Give the room a name.';
+      return;
+    }
+    const room = state.rooms.get(roomId);
+    if (room && name === room.name) {
+      $('rename-dialog').close();
+      return;
+    }
+    $('rename-save').disabled = true;
+    const before = room?.name;
+    try {
+      const updated = await hub.updateRoom(roomId, { name });
+      // Shown at once; unless a `room_updated` (ours, or a later one) got here first.
+      const current = state.rooms.get(roomId);
+      if (current && current.name === before) Object.assign(current, { name: updated.name, visibility: updated.visibility });
+      renderRooms();
+      if (roomId === state.current) {
+        renderRoomHeader();
+        renderHistoryStatus();
+      }
+      $('rename-dialog').close();
+      $('rename-room').focus();
+    } catch (err) {
+      $('rename-error').textContent = errorText(err);
+    } finally {
+      $('rename-save').disabled = false;
     }
   });
 
@@ -1518,7 +1737,6 @@ function wire() {
     if (!state.me) return;
     if (document.visibilityState === 'visible') {
       clearTimeout(awayTimer);
-      refreshRoomsNow();
       if (state.wasAway) {
         state.wasAway = false;
         hub.setPresence('online').catch(() => {});

@@ -23,7 +23,15 @@ export const EVENTS = Object.freeze([
   'member_joined',
   'member_left',
   'read',
+  'room_updated',
+  'room_added',
+  'room_removed',
+  'room_created',
+  'notification',
 ]);
+
+/** Listener types that are not stream events (see `Hubbub.on`). */
+const LOCAL_TYPES = new Set(['message', 'state', 'unauthorized', '*']);
 
 /** An error answer from the server (`{"error": {code, message, details}}`) or a failed call. */
 export class HubbubError extends Error {
@@ -107,6 +115,8 @@ export class Hubbub {
     this._state = 'closed';
     this._es = null;
     this._cursor = null;
+    this._resumed = false;
+    this._extra = new Set(); // named events listened to beyond EVENTS (e.g. custom broadcasts)
     this._userId = null;
     this._lastSeq = new Map(); // room_id → newest seq delivered on this connection
     this._queue = Promise.resolve();
@@ -120,11 +130,16 @@ export class Hubbub {
   /**
    * Listen: 'message', every named event of the stream (see EVENTS), 'state'
    * ({state, previous}), 'unauthorized' (the session is gone), or '*' (every event, as
-   * `fn(type, data)`). Returns a function that removes the listener.
+   * `fn(type, data)`). Any other name is listened to on the stream as well (a server's
+   * custom broadcast event). Returns a function that removes the listener.
    */
   on(type, fn) {
     if (!this._listeners.has(type)) this._listeners.set(type, new Set());
     this._listeners.get(type).add(fn);
+    if (!LOCAL_TYPES.has(type) && !EVENTS.includes(type) && !this._extra.has(type)) {
+      this._extra.add(type);
+      this._es?.addEventListener(type, (e) => this._receive(type, e));
+    }
     return () => this.off(type, fn);
   }
 
@@ -159,6 +174,16 @@ export class Hubbub {
   /** The stream's opaque cursor: the last `id:` seen (pass it to `connect` to resume later). */
   get cursor() {
     return this._cursor;
+  }
+
+  /**
+   * Whether the newest `connected` resumed from a cursor: the server then replays every
+   * stored change after it (messages, edits, deletes, reactions, membership, room changes,
+   * your read pointers), so nothing needs reloading. `false` for a fresh stream, which is live
+   * only: load history (and the room list) after it, as for a first page load.
+   */
+  get resumed() {
+    return this._resumed;
   }
 
   /** The caller's user id, from the stream's `connected` event. */
@@ -235,7 +260,7 @@ export class Hubbub {
       this._setState('reconnecting');
     };
     es.onmessage = (e) => this._receive('message', e);
-    for (const name of EVENTS) es.addEventListener(name, (e) => this._receive(name, e));
+    for (const name of [...EVENTS, ...this._extra]) es.addEventListener(name, (e) => this._receive(name, e));
   }
 
   async _reconnectLater(error) {
@@ -260,6 +285,9 @@ export class Hubbub {
   }
 
   _receive(type, e) {
+    // A `connected` that follows a cursor is a resume (the browser sent Last-Event-ID, or we
+    // sent ?last_event_id=): the server replays what was missed. Cursors are opaque strings.
+    const resumed = type === 'connected' ? this._cursor !== null : undefined;
     if (e.lastEventId) this._cursor = e.lastEventId;
     let data;
     try {
@@ -268,7 +296,10 @@ export class Hubbub {
       return;
     }
     // One queue keeps delivery in order even while a hole is being filled.
-    this._queue = this._queue.then(() => this._deliver(type, data)).catch((err) => {
+    this._queue = this._queue.then(() => {
+      if (resumed !== undefined) this._resumed = resumed;
+      return this._deliver(type, data);
+    }).catch((err) => {
       console.error('hubbub: delivering an event failed', err);
     });
   }
@@ -285,7 +316,9 @@ export class Hubbub {
     }
     if (type === 'connected') this._userId = data.user_id ?? this._userId;
     if (type === 'reset') this._lastSeq.delete(data.room_id);
+    // Out of a room: if it comes back (a new join), its messages start over from the join.
     if (type === 'member_left' && data.user_id === this._userId) this._lastSeq.delete(data.room_id);
+    if (type === 'room_removed') this._lastSeq.delete(data.room_id);
     this.emit(type, data);
   }
 
@@ -491,6 +524,19 @@ export class Hubbub {
 
   invite(roomId, username) {
     return this.request('POST', `/chat/room/${encodeURIComponent(roomId)}/members`, { body: { username } });
+  }
+
+  /** Room admins: `{name?, visibility?}` → the room (streamed to members as `room_updated`). */
+  updateRoom(roomId, changes) {
+    return this.request('PATCH', `/chat/room/${encodeURIComponent(roomId)}`, { body: changes });
+  }
+
+  /** Room admins: remove a member (streamed as `member_left`; they get `room_removed`). */
+  removeMember(roomId, userId) {
+    return this.request(
+      'DELETE',
+      `/chat/room/${encodeURIComponent(roomId)}/members/${encodeURIComponent(userId)}`,
+    );
   }
 
   // messages ------------------------------------------------------------------------------
