@@ -65,6 +65,7 @@ from hubbub.store.changelog import (
     user_changes,
 )
 from hubbub.store.schema import (
+    changes,
     counters,
     files,
     members,
@@ -1076,14 +1077,16 @@ class SqlStore:
         return None if row is None or row.oldest is None else int(row.oldest)
 
     async def purge_older_than(self, days: int) -> tuple[int, list[str]]:
-        """Delete messages (with their reactions and file records) older than ``days``;
-        returns how many messages went and the ids of the files to remove from the FileStore."""
+        """Delete messages (with their reactions and file records) older than ``days``, and
+        the change log as old; returns how many messages went and the ids of the files to
+        remove from the FileStore. (A stream resuming from before that gets ``reset``.)"""
         cutoff = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
         old = sa.select(messages.c.id).where(messages.c.created_at < cutoff)
 
         def work(conn: Connection) -> tuple[int, list[str]]:
             conn.execute(sa.delete(reactions).where(reactions.c.message_id.in_(old)))
             gone = conn.execute(sa.delete(messages).where(messages.c.created_at < cutoff))
+            conn.execute(sa.delete(changes).where(changes.c.created_at < cutoff))
             file_ids = [
                 r.id
                 for r in conn.execute(
