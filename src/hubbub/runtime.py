@@ -24,7 +24,7 @@ from hubbub.redis_client import namespace
 from hubbub.service import ChatService
 from hubbub.store.sql import SqlStore
 from hubbub.transports.events import AllRoomsStreams
-from hubbub.transports.resume import event_of
+from hubbub.transports.resume import PresenceSnapshots, event_of
 from hubbub.typing_redis import RedisTypingTracker
 
 log = logging.getLogger("hubbub")
@@ -96,6 +96,7 @@ class Runtime:
         self._housekeeping: asyncio.Task[None] | None = None
         self._resyncer: asyncio.Task[None] | None = None
         self.all_streams = AllRoomsStreams(self)
+        self.presence_snapshots = PresenceSnapshots(self)
         self.hub.on_sessions_ended(self.auth.forget_sessions)
 
     async def _head(self, room_id: str) -> int:

@@ -9,6 +9,7 @@ log without going live.
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import TYPE_CHECKING
 
@@ -161,27 +162,65 @@ async def read_room_log(
 # presence snapshot --------------------------------------------------------------------------
 
 
-async def presence_snapshot(rt: Runtime, room_ids: list[str], *, per_room: bool) -> list[Event]:
+class PresenceSnapshots:
     """One ``presence`` event per member currently online or away, so a (re)connected client
-    starts from the truth (presence itself is live only, never replayed). ``per_room``: one per
-    member of each room (room streams); otherwise one per user (``/chat/events``)."""
-    seen: set[str] = set()
-    out: list[Event] = []
-    for room_id in room_ids:
-        members = await rt.store.members(room_id)
-        ids = [m.user_id for m in members if per_room or m.user_id not in seen]
-        if not ids:
-            continue
-        status = await rt.service.presence.statuses(ids)
-        for user_id in ids:
-            seen.add(user_id)
-            if status.get(user_id, "offline") != "offline":
-                out.append(
-                    Event.named(
-                        room_id, "presence", {"user_id": user_id, "status": status[user_id]}
-                    )
-                )
-    return out
+    starts from the truth (presence itself is live only, never replayed).
+
+    Built for connect storms: a room's member ids are read from the store at most once a second
+    (``MEMBERS_TTL``; a member who joined within it is announced live anyway when online), each
+    ``presence`` event is encoded once per room, user and status and shared by every stream;
+    only the statuses are looked up per connect (memory, or one Redis round trip)."""
+
+    MEMBERS_TTL = 1.0
+    _MAX_ROOMS = 10_000
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self._members: dict[str, tuple[float, list[str]]] = {}
+        self._events: dict[tuple[str, str, str], Event] = {}
+
+    async def _member_ids(self, room_id: str) -> list[str]:
+        now = time.monotonic()
+        cached = self._members.get(room_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        ids = [m.user_id for m in await self.rt.store.members(room_id)]
+        if len(self._members) > self._MAX_ROOMS:
+            self._members.clear()
+            self._events.clear()
+        self._members[room_id] = (now + self.MEMBERS_TTL, ids)
+        return ids
+
+    def _event(self, room_id: str, user_id: str, status: str) -> Event:
+        key = (room_id, user_id, status)
+        event = self._events.get(key)
+        if event is None:
+            payload = {"user_id": user_id, "status": status}
+            event = self._events[key] = Event.named(room_id, "presence", payload)
+        return event
+
+    async def of(self, room_ids: list[str], *, per_room: bool) -> list[Event]:
+        """``per_room``: one per online member of each room (room streams); otherwise one per
+        user (``/chat/events``)."""
+        seen: set[str] = set()
+        out: list[Event] = []
+        for room_id in room_ids:
+            ids = await self._member_ids(room_id)
+            if not per_room:
+                ids = [u for u in ids if u not in seen]
+            if not ids:
+                continue
+            status = await self.rt.service.presence.statuses(ids)
+            for user_id in ids:
+                seen.add(user_id)
+                now = status.get(user_id, "offline")
+                if now != "offline":
+                    out.append(self._event(room_id, user_id, now))
+        return out
+
+
+async def presence_snapshot(rt: Runtime, room_ids: list[str], *, per_room: bool) -> list[Event]:
+    return await rt.presence_snapshots.of(room_ids, per_room=per_room)
 
 
 # start and end --------------------------------------------------------------------------------
