@@ -20,6 +20,7 @@ from typing import Literal
 import msgspec
 
 from hubbub.auth.identity import Identity
+from hubbub.batching import Batcher
 from hubbub.broker.base import Broker
 from hubbub.changes import Change
 from hubbub.encoding import Event
@@ -134,6 +135,9 @@ class ChatService:
         # (with client_msg_id, a commit that landed after all is answered, not duplicated).
         self.commit_timeout = 5.0
         self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
+        self._entrance: Batcher[tuple[str, str, str], tuple[Room, list[Change]]] = Batcher(
+            store.enter_rooms
+        )
         self._writer: asyncio.Task[None] | None = None
         self._on_stored = on_stored
 
@@ -295,24 +299,25 @@ class ChatService:
     async def readable_room(self, who: Identity, room_id: str) -> tuple[Room, Role | None]:
         """The room if ``who`` may read it; a private room is 404 to non-members."""
         check_room_id(room_id)
-        room = await self.store.room(room_id)
-        if room is None:
+        found = await self.store.room_for(room_id, who.user_id)
+        if found is None or (found[0].visibility == "private" and found[1] is None):
             raise NotFound(f"room {room_id!r} not found", code="room_not_found")
-        role = await self.store.membership(room_id, who.user_id)
-        if room.visibility == "private" and role is None:
-            raise NotFound(f"room {room_id!r} not found", code="room_not_found")
-        return room, role
+        return found
 
     async def open_room(self, who: Identity, room_id: str) -> Room:
         """Before a stream: in trust mode the room is created and joined on first use."""
         if self.trust:
             check_room_id(room_id)
-            if await self.store.membership(room_id, who.user_id) is None:
-                existed = await self.store.room(room_id) is not None
-                _, changes = await self.store.enter_room(room_id, who.user_id, who.username)
-                if not existed:
-                    await self._announce_room(room_id)
-                await self._publish_changes(changes)
+            found = await self.store.room_for(room_id, who.user_id)
+            if found is not None and found[1] is not None:
+                return found[0]  # a member already: one read, the common case
+            # Batched: a connect storm of first uses costs one transaction per batch.
+            room, changes = await self._entrance.submit((room_id, who.user_id, who.username))
+            if found is None and room.created_by == who.user_id and changes:
+                await self._announce_room(room_id)
+            await self._publish_changes(changes)
+            if changes:
+                return room  # just joined
         room, _ = await self.readable_room(who, room_id)
         return room
 

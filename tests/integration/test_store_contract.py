@@ -271,3 +271,32 @@ async def _poison(s: SqlStore, text: str) -> None:
             conn.execute(sa.text(statement))
 
     await s._write(work)
+
+
+async def test_first_use_of_many_rooms_in_one_batch(store_url: str) -> None:
+    """Trust mode's first use, batched: the first user of a new room creates it (admin), the
+    rest join; each join is logged once; a private room is not joined."""
+    s = await open_store(store_url)
+    try:
+        await s.ensure_user("own")
+        await s.create_room("secret", "private", "own", "priv")
+        out = await s.enter_rooms(
+            [
+                ("fresh", "a", "a"),
+                ("fresh", "b", "b"),
+                ("fresh", "a", "a"),  # twice in one batch: one join
+                ("priv", "c", "c"),
+            ]
+        )
+        assert [len(changes) for _, changes in out] == [2, 2, 0, 0]
+        assert out[0][0].created_by == "a"
+        assert {m.user_id: m.role for m in await s.members("fresh")} == {
+            "a": "admin",
+            "b": "member",
+        }
+        assert await s.membership("priv", "c") is None
+        assert _revs(await s.room_log("fresh", 0, 10)) == [1, 2]
+        again = await s.enter_rooms([("fresh", "b", "b")])
+        assert again[0][1] == []
+    finally:
+        await s.close()

@@ -133,6 +133,10 @@ class Store(Protocol):
     ) -> tuple[Room, list[Change]]: ...
     async def room(self, room_id: str) -> Room | None: ...
     async def membership(self, room_id: str, user_id: str) -> Role | None: ...
+    async def room_for(self, room_id: str, user_id: str) -> tuple[Room, Role | None] | None:
+        """The room and the user's role in it, in one read (``None``: no such room)."""
+        ...
+
     async def rooms_for(self, user_id: str) -> list[RoomView]: ...
     async def add_member(
         self, room_id: str, user_id: str, role: Role = "member"
@@ -149,6 +153,12 @@ class Store(Protocol):
         as needed. Returns the room and the log of the user joining (empty if they were in
         already). A private room the user is not in is returned unchanged (the caller refuses
         it)."""
+        ...
+
+    async def enter_rooms(
+        self, items: Sequence[tuple[str, str, str]]
+    ) -> list[tuple[Room, list[Change]]]:
+        """``enter_room`` for many ``(room_id, user_id, username)`` in one transaction."""
         ...
 
     # messages

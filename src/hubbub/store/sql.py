@@ -429,24 +429,87 @@ class SqlStore:
     async def enter_room(
         self, room_id: str, user_id: str, username: str | None = None
     ) -> tuple[Room, list[Change]]:
-        def work(conn: Connection) -> tuple[Room, list[Change]]:
-            self._ensure_users(conn, [user_id])
-            created = self._ensure_room(conn, room_id, user_id)
-            lock_room(conn, room_id)
-            row = conn.execute(sa.select(rooms).where(rooms.c.id == room_id)).one()
-            joined = created
-            if not created and row.visibility == "public":
-                res = conn.execute(
-                    self._insert_ignore(members).values(
-                        room_id=room_id, user_id=user_id, role="member", joined_at=utc_now()
-                    )
+        return (await self.enter_rooms([(room_id, user_id, username or user_id)]))[0]
+
+    async def enter_rooms(
+        self, items: Sequence[tuple[str, str, str]]
+    ) -> list[tuple[Room, list[Change]]]:
+        """Trust mode's first use for many ``(room_id, user_id, username)`` at once, in one
+        transaction: users, public rooms and memberships as needed, and their log. Per item:
+        the room and the log of that item's user joining (empty if they were in already, or
+        for a private room they are not in)."""
+
+        def work(conn: Connection) -> list[tuple[Room, list[Change]]]:
+            now = utc_now()
+            self._ensure_users(conn, sorted({u for _, u, _ in items}))
+            room_ids = sorted({r for r, _, _ in items})
+            existing = {
+                r.id for r in conn.execute(sa.select(rooms.c.id).where(rooms.c.id.in_(room_ids)))
+            }
+            creators: dict[str, str] = {}
+            for r, u, _ in items:
+                if r not in existing:
+                    creators.setdefault(r, u)
+            if creators:
+                conn.execute(
+                    self._insert_ignore(rooms),
+                    [
+                        {
+                            "id": r,
+                            "name": r,
+                            "visibility": "public",
+                            "created_by": u,
+                            "created_at": now,
+                        }
+                        for r, u in creators.items()
+                    ],
                 )
-                joined = bool(res.rowcount)
-            room = _room(row)
-            if not joined:
-                return room, []
-            who = username or self._username(conn, user_id)
-            return room, record(conn, utc_now(), _entered(room, user_id, who))
+            query = sa.select(rooms).where(rooms.c.id.in_(room_ids)).order_by(rooms.c.id)
+            if self.dialect == "postgresql":
+                query = query.with_for_update()
+            found = {row.id: row for row in conn.execute(query).all()}
+            created = {
+                r
+                for r, u in creators.items()
+                if r in found and found[r].created_by == u and int(found[r].last_rev) == 0
+            }
+            users_in = sorted({u for _, u, _ in items})
+            already = {
+                (m.room_id, m.user_id)
+                for m in conn.execute(
+                    sa.select(members.c.room_id, members.c.user_id).where(
+                        members.c.room_id.in_(room_ids), members.c.user_id.in_(users_in)
+                    )
+                ).all()
+            }
+            joining: dict[tuple[str, str], tuple[str, str]] = {}  # (room, user) → role, name
+            for r, u, name in items:
+                row = found.get(r)
+                if row is None or (r, u) in already or (r, u) in joining:
+                    continue
+                if r in created and creators[r] == u:
+                    joining[(r, u)] = ("admin", name)
+                elif row.visibility == "public":
+                    joining[(r, u)] = ("member", name)
+            if joining:
+                conn.execute(
+                    members.insert(),
+                    [
+                        {"room_id": r, "user_id": u, "role": role, "joined_at": now}
+                        for (r, u), (role, _) in joining.items()
+                    ],
+                )
+            pending: list[Pending] = []
+            for (r, u), (_, name) in joining.items():
+                pending += _entered(_room(found[r]), u, name)
+            logged = record(conn, now, pending)
+            per_pair = {pair: logged[2 * i : 2 * i + 2] for i, pair in enumerate(joining)}
+            out: list[tuple[Room, list[Change]]] = []
+            for r, u, _ in items:
+                row = found.get(r)
+                assert row is not None  # created above if it was missing
+                out.append((_room(row), per_pair.pop((r, u), [])))
+            return out
 
         return await self._write(work)
 
@@ -466,25 +529,22 @@ class SqlStore:
             [{"id": u, "username": u, "password_hash": None, "created_at": now} for u in user_ids],
         )
 
-    def _ensure_room(self, conn: Connection, room_id: str, creator: str) -> bool:
-        now = utc_now()
-        res = conn.execute(
-            self._insert_ignore(rooms).values(
-                id=room_id, name=room_id, visibility="public", created_by=creator, created_at=now
-            )
-        )
-        created = bool(res.rowcount)
-        if created:
-            conn.execute(
-                members.insert().values(
-                    room_id=room_id, user_id=creator, role="admin", joined_at=now
-                )
-            )
-        return created
-
     async def room(self, room_id: str) -> Room | None:
         row = await self._first(sa.select(rooms).where(rooms.c.id == room_id))
         return None if row is None else _room(row)
+
+    async def room_for(self, room_id: str, user_id: str) -> tuple[Room, Role | None] | None:
+        """The room and ``user_id``'s role in it (``None``: not a member), in one query;
+        ``None`` if there is no such room."""
+        mine = (
+            sa.select(members.c.role)
+            .where(members.c.room_id == rooms.c.id, members.c.user_id == user_id)
+            .scalar_subquery()
+        )
+        row = await self._first(sa.select(rooms, mine.label("role")).where(rooms.c.id == room_id))
+        if row is None:
+            return None
+        return _room(row), None if row.role is None else cast(Role, str(row.role))
 
     async def membership(self, room_id: str, user_id: str) -> Role | None:
         row = await self._first(
