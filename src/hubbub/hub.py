@@ -210,6 +210,8 @@ class Hub:
         self.closing = False
         self._tick_revoking = False
         self._tasks: set[asyncio.Task[None]] = set()
+        # Told of every membership change passed on (caches of member lists keep current).
+        self.membership_observer: Callable[[Event], None] | None = None
 
     # lifecycle ---------------------------------------------------------------------------
 
@@ -356,6 +358,12 @@ class Hub:
                 keep.append((rev, future))
         room.waiters = keep
 
+    def listening(self, room_id: str) -> object | None:
+        """A token for this node's current subscription to a room (``None``: not listening);
+        it changes when the node stops and starts listening again, so a cache kept current by
+        the room's events can tell it may have missed some."""
+        return self._rooms.get(room_id)
+
     def head(self, room_id: str) -> int:
         """The newest rev this node has passed on for a room it listens to."""
         room = self._rooms.get(room_id)
@@ -385,9 +393,13 @@ class Hub:
         if not room.batch:
             self._dirty.append(room)
         room.batch.append(event)
-        if event.name == "member_left":
-            room.revoking = True
-            self._tick_revoking = True
+        name = event.name
+        if name.startswith("member_"):
+            if name == "member_left":
+                room.revoking = True
+                self._tick_revoking = True
+            if self.membership_observer is not None:
+                self.membership_observer(event)
         if room.all:
             self._tick.append(event)
         if room.waiters:

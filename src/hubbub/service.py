@@ -20,7 +20,6 @@ from typing import Literal
 import msgspec
 
 from hubbub.auth.identity import Identity
-from hubbub.batching import Batcher
 from hubbub.broker.base import Broker
 from hubbub.changes import Change
 from hubbub.encoding import Event
@@ -135,9 +134,6 @@ class ChatService:
         # (with client_msg_id, a commit that landed after all is answered, not duplicated).
         self.commit_timeout = 5.0
         self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
-        self._entrance: Batcher[tuple[str, str, str], tuple[Room, list[Change]]] = Batcher(
-            store.enter_rooms
-        )
         self._writer: asyncio.Task[None] | None = None
         self._on_stored = on_stored
 
@@ -243,8 +239,10 @@ class ChatService:
             if result.message is not None:
                 event = Event.message(result.message, result.position or None, result.rev or None)
             events.append(event)
-            if result.room_created and result.message is not None:
-                await self._announce_room(result.message.room_id)
+            if result.room_created:
+                added = next((c for c in result.changes if c.name == "room_added"), None)
+                if added is not None:  # its data is the new room (trust mode: public)
+                    await self._publish(Event(CONTROL, "room_created", added.data))
             await self._publish_changes(result.changes)
             if result.outcome is AppendOutcome.CREATED and event is not None:
                 await self._publish(event)
@@ -281,10 +279,9 @@ class ChatService:
             payload = {"user_id": user_id, "status": status}
             await self._publish(Event.named(room_id, "presence", payload))
 
-    async def _announce_room(self, room_id: str) -> None:
+    async def _announce_room(self, room: Room) -> None:
         """A new public room, to every ``/chat/events`` and WebSocket client (live only)."""
-        room = await self.store.room(room_id)
-        if room is not None and room.visibility == "public":
+        if room.visibility == "public":
             await self._publish(Event.named(CONTROL, "room_created", room))
 
     async def sessions_ended(self, user_id: str, session_ids: list[str]) -> None:
@@ -311,10 +308,9 @@ class ChatService:
             found = await self.store.room_for(room_id, who.user_id)
             if found is not None and found[1] is not None:
                 return found[0]  # a member already: one read, the common case
-            # Batched: a connect storm of first uses costs one transaction per batch.
-            room, changes = await self._entrance.submit((room_id, who.user_id, who.username))
+            room, changes = await self.store.enter_room(room_id, who.user_id, who.username)
             if found is None and room.created_by == who.user_id and changes:
-                await self._announce_room(room_id)
+                await self._announce_room(room)
             await self._publish_changes(changes)
             if changes:
                 return room  # just joined
@@ -462,8 +458,7 @@ class ChatService:
             room, changes = await self.store.create_room(
                 name, visibility, who.user_id, room_id, who.username
             )
-            if visibility == "public":
-                await self._publish(Event.named(CONTROL, "room_created", room))
+            await self._announce_room(room)
             await self._publish_changes(changes)
             return room
         except HubbubError:

@@ -717,7 +717,8 @@ class SqlStore:
         if new_users:
             self._ensure_users(conn, new_users)  # remembered once committed: users stay
         room_ids = sorted({it.message.room_id for it in items})
-        state = self._lock_rooms(conn, room_ids)
+        locked: dict[str, Any] = {}
+        state = self._lock_rooms(conn, room_ids, locked)
         creators: dict[str, str] = {}
         for it in items:
             rid = it.message.room_id
@@ -738,7 +739,7 @@ class SqlStore:
                     for rid, user in creators.items()
                 ],
             )
-            fresh = self._lock_rooms(conn, sorted(creators))
+            fresh = self._lock_rooms(conn, sorted(creators), locked)
             created_rooms = {rid for rid, (_, _, rev) in fresh.items() if rev == 0}
             if created_rooms:
                 conn.execute(
@@ -813,11 +814,7 @@ class SqlStore:
         # then its message. Positions and revs follow that order.
         logged: dict[int, list[Pending]] = defaultdict(list)
         if joins or created_rooms:
-            logged_rooms = sorted({r for r, _ in joins} | created_rooms)
-            room_rows = {
-                r.id: _room(r)
-                for r in conn.execute(sa.select(rooms).where(rooms.c.id.in_(logged_rooms))).all()
-            }
+            room_rows = {r: _room(row) for r, row in locked.items()}
             entering = [(r, creators[r]) for r in sorted(created_rooms)] + list(joins)
             for r, u in entering:
                 found = joins.get((r, u))
@@ -911,21 +908,19 @@ class SqlStore:
         return [r for r in results if r is not None]
 
     def _lock_rooms(
-        self, conn: Connection, room_ids: Sequence[str]
+        self, conn: Connection, room_ids: Sequence[str], rows: dict[str, Any] | None = None
     ) -> dict[str, tuple[str, int, int]]:
         """Visibility, ``last_seq`` and ``last_rev`` of the rooms, locked until commit: the
         write transaction is ``BEGIN IMMEDIATE`` on SQLite (one writer at a time), ``FOR
         UPDATE`` on PostgreSQL, so nobody else can take the same numbers between this read and
         our update."""
-        query = sa.select(rooms.c.id, rooms.c.visibility, rooms.c.last_seq, rooms.c.last_rev).where(
-            rooms.c.id.in_(room_ids)
-        )
+        query = sa.select(rooms).where(rooms.c.id.in_(room_ids))
         if self.dialect == "postgresql":
             query = query.with_for_update()
-        return {
-            r.id: (r.visibility, int(r.last_seq), int(r.last_rev))
-            for r in (conn.execute(query)).all()
-        }
+        found = conn.execute(query).all()
+        if rows is not None:
+            rows.update((r.id, r) for r in found)  # the whole rows, for the log's room objects
+        return {r.id: (r.visibility, int(r.last_seq), int(r.last_rev)) for r in found}
 
     async def history(
         self,

@@ -13,6 +13,8 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from hubbub.changes import Entry, LoggedMessage, fold
 from hubbub.encoding import ROOM_CURSOR_PREFIX, Event
 from hubbub.errors import BadRequest
@@ -166,29 +168,53 @@ class PresenceSnapshots:
     """One ``presence`` event per member currently online or away, so a (re)connected client
     starts from the truth (presence itself is live only, never replayed).
 
-    Built for connect storms: a room's member ids are read from the store at most once a second
-    (``MEMBERS_TTL``; a member who joined within it is announced live anyway when online), each
-    ``presence`` event is encoded once per room, user and status and shared by every stream;
-    only the statuses are looked up per connect (memory, or one Redis round trip)."""
+    Built for connect storms: a room's member ids are read from the store at most every
+    ``MEMBERS_TTL`` seconds and kept current meanwhile by the membership changes this node
+    publishes or receives (``noted``; a member who joins while online is also announced live);
+    each ``presence`` event is encoded once per room, user and status and shared by every
+    stream; only the statuses are looked up per connect (memory, or one Redis round trip)."""
 
-    MEMBERS_TTL = 1.0
+    MEMBERS_TTL = 30.0
     _MAX_ROOMS = 10_000
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self._members: dict[str, tuple[float, list[str]]] = {}
+        # room → (expiry, the hub's subscription it was kept current by, member ids)
+        self._members: dict[str, tuple[float, object | None, list[str]]] = {}
         self._events: dict[tuple[str, str, str], Event] = {}
+        rt.hub.membership_observer = self.noted
+
+    def noted(self, event: Event) -> None:
+        """A membership change passed through this node: keep the cached member list current."""
+        cached = self._members.get(event.room_id)
+        if cached is None or event.name not in ("member_joined", "member_left"):
+            return
+        try:
+            user_id = str(msgspec.json.decode(event.data)["user_id"])
+        except (msgspec.DecodeError, KeyError, TypeError):
+            self._members.pop(event.room_id, None)
+            return
+        ids = [u for u in cached[2] if u != user_id]
+        if event.name == "member_joined":
+            ids.append(user_id)
+        self._members[event.room_id] = (cached[0], cached[1], ids)
 
     async def _member_ids(self, room_id: str) -> list[str]:
         now = time.monotonic()
+        listening = self.rt.hub.listening(room_id)
         cached = self._members.get(room_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        if (
+            cached is not None
+            and cached[0] > now
+            and listening is not None
+            and cached[1] is listening
+        ):
+            return cached[2]
         ids = [m.user_id for m in await self.rt.store.members(room_id)]
         if len(self._members) > self._MAX_ROOMS:
             self._members.clear()
             self._events.clear()
-        self._members[room_id] = (now + self.MEMBERS_TTL, ids)
+        self._members[room_id] = (now + self.MEMBERS_TTL, listening, ids)
         return ids
 
     def _event(self, room_id: str, user_id: str, status: str) -> Event:
