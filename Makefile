@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)
 ARGS ?=
 
-.PHONY: install serve test lint typecheck unit integration bench clean lock system-deps \
+.PHONY: install serve test lint typecheck unit integration bench bench-changelog clean lock system-deps \
 	browser-deps seed-pages browser screenshots
 
 $(BIN)/python:
@@ -77,6 +77,9 @@ unit: install
 
 bench: install  ## measure; results go to docs/performance.md (ARGS=--quick: Hubbub alone)
 	$(BIN)/python bench/run.py --write docs/performance.md $(ARGS)
+
+bench-changelog: install  ## the change log: storage per change, catch-up time for 10,000 missed changes
+	$(BIN)/python bench/changelog.py --write docs/performance.md $(ARGS)
 
 lock: install  ## refresh requirements.lock after changing pyproject.toml
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^hubbub' > requirements.lock
