@@ -418,13 +418,8 @@ class Hub:
             if room.revoking:
                 room.revoking = False
                 self._write_revoking(room, batch, now)
-                continue
-            if room.listeners:
-                self._write_room(room, batch, now)
-            for conn, queued in room.replaying.items():
-                queued.extend(batch)
-                if conn.wake is not None:
-                    conn.wake()
+            else:
+                self._write_segment(room, batch, now)
         if tick:
             revoking, self._tick_revoking = self._tick_revoking, False
             self._write_all(tick, revoking)

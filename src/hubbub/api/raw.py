@@ -6,14 +6,14 @@ import re
 from array import array
 from collections.abc import Awaitable, Callable, MutableMapping
 from itertools import accumulate
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 import msgspec
 from starlette.requests import cookie_parser
 
 from hubbub.auth.identity import Credentials
-from hubbub.errors import BadRequest, HubbubError, TooLarge, UnsupportedMediaType
+from hubbub.errors import BadRequest, HubbubError, Invalid, TooLarge, UnsupportedMediaType
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -111,6 +111,26 @@ def json_error(data: bytes | str, exc: BaseException) -> str:
     if _SURROGATE_ESCAPE.search(raw) and ("surrogate" in str(exc) or "truncated" in str(exc)):
         return "it holds a lone UTF-16 surrogate escape (such as \\ud800), which is not text"
     return str(exc)
+
+
+T = TypeVar("T")
+
+
+def decode_json(
+    decoder: msgspec.json.Decoder[T], raw: bytes | str, *, what: str, invalid_code: str
+) -> T:
+    """One typed JSON value, or a 4xx :class:`HubbubError`: 400 ``malformed_json`` when it is
+    not JSON (also nested deeper than 64 levels, or holding a lone UTF-16 surrogate), 422
+    ``invalid_code`` when it is JSON of the wrong shape (a field's type, a number's range)."""
+    check_json_depth(raw)
+    try:
+        return decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise Invalid(f"invalid {what}: {exc}", code=invalid_code) from None
+    except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:
+        raise BadRequest(
+            f"the {what} is not valid JSON: {json_error(raw, exc)}", code="malformed_json"
+        ) from None
 
 
 def check_json_body(body: bytes) -> None:

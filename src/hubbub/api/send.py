@@ -10,16 +10,15 @@ from hubbub.api.raw import (
     Receive,
     Scope,
     Send,
-    check_json_depth,
     check_json_type,
     credentials,
-    json_error,
+    decode_json,
     query,
     read_body,
     send_error,
     send_json,
 )
-from hubbub.errors import BadRequest, HubbubError, Invalid
+from hubbub.errors import HubbubError
 from hubbub.models import ClientTimestamp
 
 if TYPE_CHECKING:
@@ -47,15 +46,7 @@ SEQ_DIGITS = 16
 def decode_send_body(raw: bytes) -> SendBody:
     """The body, or a 4xx: 400 when it is not JSON (or nested deeper than 64 levels, or holds a
     lone UTF-16 surrogate), 422 when a field has the wrong type."""
-    check_json_depth(raw)
-    try:
-        return _decoder.decode(raw)
-    except msgspec.ValidationError as exc:
-        raise Invalid(f"invalid message: {exc}", code="invalid_field") from None
-    except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:
-        raise BadRequest(
-            f"the body is not valid JSON: {json_error(raw, exc)}", code="malformed_json"
-        ) from None
+    return decode_json(_decoder, raw, what="body", invalid_code="invalid_field")
 
 
 async def post_message(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None:

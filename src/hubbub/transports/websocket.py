@@ -22,10 +22,9 @@ from hubbub.api.raw import (
     Receive,
     Scope,
     Send,
-    check_json_depth,
     credentials,
+    decode_json,
     header,
-    json_error,
     json_too_deep,
     lenient_field,
     query,
@@ -109,15 +108,7 @@ def decode_op(frame: str | bytes) -> _Op:
     """A client frame, or a 4xx :class:`HubbubError`: 400 when it is not JSON (also nested
     deeper than 64 levels, or holding a lone UTF-16 surrogate), 422 when it is JSON but not an
     op (no ``op``, a field of the wrong type, a ``seq`` beyond 2^53)."""
-    check_json_depth(frame)
-    try:
-        return _op_decoder.decode(frame)
-    except msgspec.ValidationError as exc:
-        raise Invalid(f"bad frame: {exc}", code="invalid_frame") from None
-    except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:
-        raise BadRequest(
-            f"the frame is not JSON: {json_error(frame, exc)}", code="malformed_json"
-        ) from None
+    return decode_json(_op_decoder, frame, what="frame", invalid_code="invalid_frame")
 
 
 def frame_ref(frame: str | bytes) -> Any:
