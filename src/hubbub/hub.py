@@ -199,6 +199,7 @@ class Hub:
         self._dirty: list[_Room] = []
         self._tick: list[Event] = []
         self._all_conns: set[Connection] = set()
+        self._ws_conns: set[Connection] = set()  # they get user-level events too
         self._flush_scheduled = False
         self._ping_interval = ping_interval
         self._ping_handle: asyncio.TimerHandle | None = None
@@ -278,6 +279,8 @@ class Hub:
             room.replaying[conn] = []
         else:
             room.listeners.add(conn)
+        if conn.kind == "ws":
+            self._ws_conns.add(conn)
 
     def go_live(self, conn: Connection, room_id: str | None = None) -> list[Event]:
         """Finish a replay: what queued meanwhile; from now on the hub writes directly."""
@@ -320,6 +323,7 @@ class Hub:
     async def detach(self, conn: Connection) -> None:
         self.connections.discard(conn)
         self._all_conns.discard(conn)
+        self._ws_conns.discard(conn)
         for room_id in list(conn.rooms):
             await self.detach_room(conn, room_id)
 
@@ -592,7 +596,7 @@ class Hub:
                     log.info("ending a %s stream of %s: session ended", conn.kind, user_id)
                     conn.close(WS_REVOKED)
         elif event.name == "room_created":
-            for conn in list(self.connections):
+            for conn in [*self._all_conns, *self._ws_conns]:
                 if conn.kind == "all":
                     if conn.pending is not None:
                         conn.pending.append(event)
