@@ -38,6 +38,7 @@ import msgspec
 
 from hubbub.broker.base import Broker
 from hubbub.encoding import LAST_CHUNK, PING_CHUNK, Event, chunk
+from hubbub.models import personal_channel as personal_channel
 from hubbub.subscription import RoomSequencer
 
 log = logging.getLogger("hubbub.hub")
@@ -53,11 +54,6 @@ WS_PING = b"\x89\x00"
 CONTROL = "@*"  # every node listens: session ends, new public rooms
 WS_SERVICE_RESTART = 1012
 WS_REVOKED = 4401
-
-
-def personal_channel(user_id: str) -> str:
-    """The channel of events for one user (room ids cannot contain ``@``)."""
-    return "@" + user_id
 
 
 def left_user(event: Event) -> str | None:

@@ -12,6 +12,15 @@ Visibility = Literal["public", "private"]
 Role = Literal["admin", "member"]
 ClientTimestamp = int | float | str | None
 
+# A seq (or any number a client echoes back) must stay a JSON number every client reads
+# exactly: beyond 2^53 it is refused (422), never rounded.
+MAX_SEQ = 2**53
+
+
+def personal_channel(user_id: str) -> str:
+    """The channel of one user's own events (room ids cannot contain ``@``)."""
+    return "@" + user_id
+
 
 class FileInfo(msgspec.Struct, frozen=True):
     id: str

@@ -9,10 +9,9 @@ from fastapi.responses import Response
 
 from hubbub.api.common import Caller, Rt, respond
 from hubbub.api.schemas import EditIn, MessageOut, errors
+from hubbub.models import MAX_SEQ
 
 router = APIRouter(prefix="/chat", tags=["messages"])
-
-MAX_SEQ = 2**53  # a seq is a JSON number every client reads exactly; beyond it → 422
 
 
 @router.get(

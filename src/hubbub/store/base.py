@@ -55,7 +55,6 @@ class AppendResult(msgspec.Struct, frozen=True):
     outcome: AppendOutcome
     message: Message | None = None
     position: int = 0  # the message's place in the all-rooms stream (``gseq``)
-    joined: bool = False
     room_created: bool = False
     rev: int = 0  # the message's place in its room's log
     changes: tuple[Change, ...] = ()  # logged before the message: trust mode's first use

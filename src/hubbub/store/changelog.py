@@ -24,6 +24,7 @@ from sqlalchemy import Connection
 
 from hubbub.changes import Change, Pending
 from hubbub.encoding import line_safe_json
+from hubbub.models import personal_channel
 from hubbub.store.schema import changes, counters, rooms
 
 TAKE_POSITIONS = (
@@ -38,10 +39,6 @@ _TAKE_REVS = (
     .values(last_rev=rooms.c.last_rev + sa.bindparam("n"))
     .returning(rooms.c.last_rev)
 )
-
-
-def personal_channel(user_id: str) -> str:
-    return "@" + user_id
 
 
 def lock_room(conn: Connection, room_id: str) -> None:

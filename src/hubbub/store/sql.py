@@ -44,6 +44,7 @@ from hubbub.models import (
     Room,
     User,
     Visibility,
+    personal_channel,
     utc_now,
 )
 from hubbub.store import migrate
@@ -58,7 +59,6 @@ from hubbub.store.base import (
 from hubbub.store.changelog import (
     insert_changes,
     lock_room,
-    personal_channel,
     record,
     room_changes,
     take_positions,
@@ -808,7 +808,6 @@ class SqlStore:
                     for r, u in joins
                 ],
             )
-        joined = set(joins.values())
 
         # The log, in publish order: each item's membership changes (trust mode's first use),
         # then its message. Positions and revs follow that order.
@@ -883,15 +882,12 @@ class SqlStore:
                         AppendOutcome.CREATED,
                         msg,
                         position=pos,
-                        joined=i in joined,
                         room_created=msg.room_id in created_rooms,
                         rev=rev,
                         changes=item_changes[i],
                     )
                 elif item_changes.get(i) and (earlier := results[i]) is not None:
-                    results[i] = msgspec.structs.replace(
-                        earlier, changes=item_changes[i], joined=i in joined
-                    )
+                    results[i] = msgspec.structs.replace(earlier, changes=item_changes[i])
             for head in heads:
                 head["rev"] = revs[head["rid"]]
             touched = {c.room_id for c in done if c.rev is not None} - {h["rid"] for h in heads}

@@ -23,7 +23,7 @@ from hubbub.encoding import Event, cursor, parse_cursor, sse_named, sse_retry
 from hubbub.errors import BadRequest, HubbubError, Unavailable
 from hubbub.hub import Connection, personal_channel
 from hubbub.transports.handoff import hand_over
-from hubbub.transports.resume import StreamLife, presence_snapshot, replay_user
+from hubbub.transports.resume import StreamLife, replay_user
 from hubbub.transports.sse import keep_until_lost, start_stream, uvicorn_seam
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ class AllRoomsStreams:
                 room_ids = await rt.store.room_ids_of(who.user_id)
                 await asyncio.gather(*[rt.hub.attach(conn, r, replaying=True) for r in room_ids])
                 start = after if after is not None else await rt.store.position()
-                snapshot = await presence_snapshot(rt, room_ids, per_room=False)
+                snapshot = await rt.presence_snapshots.of(room_ids, per_room=False)
                 conn.send_frames(
                     sse_retry(rt.settings.retry_ms)
                     + b"id: %s\n" % cursor(start).encode()
@@ -154,7 +154,7 @@ class AllRoomsStreams:
                 await self.rt.hub.attach(conn, room_id, replaying=True)
                 await replay_user(self.rt, conn, since, only_room=room_id)
                 # Presence is live only: who of the new room is online now.
-                snapshot = await presence_snapshot(self.rt, [room_id], per_room=True)
+                snapshot = await self.rt.presence_snapshots.of([room_id], per_room=True)
                 if snapshot and not conn.transport.is_closing():
                     conn.send_frames(b"".join([e.sse_all for e in snapshot]))
             except Exception:

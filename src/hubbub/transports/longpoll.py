@@ -14,6 +14,7 @@ from hubbub.api.raw import Receive, Scope, Send, credentials, query, send_error,
 from hubbub.encoding import Event, room_cursor, to_json
 from hubbub.errors import HubbubError, Invalid, Unavailable
 from hubbub.hub import Connection
+from hubbub.models import MAX_SEQ
 from hubbub.transports.resume import StreamLife, parse_room_cursor, read_room_log, room_rev
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ async def poll(rt: Runtime, scope: Scope, receive: Receive, send: Send, room_id:
         if changes:
             cursor = parse_room_cursor(params.get("after"))
         else:
-            after_f = _number(params, "after", None, 2**53)
+            after_f = _number(params, "after", None, MAX_SEQ)
             if after_f is not None and after_f != int(after_f):
                 raise Invalid("after must be a message seq", code="invalid_field")
         timeout = _number(params, "timeout", DEFAULT_TIMEOUT, MAX_TIMEOUT)

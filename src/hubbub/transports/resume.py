@@ -19,12 +19,11 @@ from hubbub.changes import Entry, LoggedMessage, fold
 from hubbub.encoding import ROOM_CURSOR_PREFIX, Event
 from hubbub.errors import BadRequest
 from hubbub.hub import WS_REVOKED, Connection
+from hubbub.models import MAX_SEQ
 from hubbub.subscription import Resume
 
 if TYPE_CHECKING:
     from hubbub.runtime import Runtime
-
-MAX_CURSOR = 2**53
 
 
 def event_of(entry: Entry) -> Event:
@@ -52,7 +51,7 @@ def parse_room_cursor(value: str | int | None) -> tuple[str, int] | None:
     if value is None:
         return None
     if isinstance(value, int) and not isinstance(value, bool):
-        if not 0 <= value <= MAX_CURSOR:
+        if not 0 <= value <= MAX_SEQ:
             raise BadRequest("the cursor is out of range", code="invalid_cursor")
         return ("seq", value)
     text = str(value).strip()
@@ -61,7 +60,7 @@ def parse_room_cursor(value: str | int | None) -> tuple[str, int] | None:
     kind = "seq"
     if text.startswith(ROOM_CURSOR_PREFIX):
         kind, text = "rev", text[len(ROOM_CURSOR_PREFIX) :]
-    if not text.isdigit() or not text.isascii() or len(text) > 16 or int(text) > MAX_CURSOR:
+    if not text.isdigit() or not text.isascii() or len(text) > 16 or int(text) > MAX_SEQ:
         raise BadRequest(
             "the cursor must be an id this stream sent (a message seq, or r<number>)",
             code="invalid_cursor",
@@ -243,10 +242,6 @@ class PresenceSnapshots:
                 if now != "offline":
                     out.append(self._event(room_id, user_id, now))
         return out
-
-
-async def presence_snapshot(rt: Runtime, room_ids: list[str], *, per_room: bool) -> list[Event]:
-    return await rt.presence_snapshots.of(room_ids, per_room=per_room)
 
 
 # start and end --------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ from hubbub.transports.handoff import StreamProtocol, after_loss, hand_over
 from hubbub.transports.resume import (
     StreamLife,
     parse_room_cursor,
-    presence_snapshot,
     replay_room,
     room_rev,
 )
@@ -122,7 +121,7 @@ async def room_stream(
         )
         if reset is not None:
             hello += sse_named("reset", {"room_id": room_id, "oldest_seq": reset})
-        snapshot = await presence_snapshot(rt, [room_id], per_room=True)
+        snapshot = await rt.presence_snapshots.of([room_id], per_room=True)
         conn.send_frames(hello + b"".join([e.sse for e in snapshot]))
         await replay_room(rt, conn, room_id, start, replay=after is not None)
         stream = hand_over(send, transport)

@@ -32,10 +32,10 @@ from hubbub.api.raw import (
 from hubbub.encoding import to_json, ws_text_frame
 from hubbub.errors import BadRequest, HubbubError, Invalid
 from hubbub.hub import Connection, personal_channel
+from hubbub.models import MAX_SEQ
 from hubbub.transports.resume import (
     StreamLife,
     parse_room_cursor,
-    presence_snapshot,
     replay_room,
     room_rev,
 )
@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("hubbub.ws")
 
 POLICY_VIOLATION = 1008
-MAX_SEQ = 2**53
 SERVICE_RESTART = 1012
 
 
@@ -181,7 +180,7 @@ class WebSocketSession:
                 if cursor is not None:
                     after = await room_rev(rt, room_id, cursor)
                 self.reply("subscribed", {"room_id": room_id, "head_seq": room.last_seq}, op.ref)
-                snapshot = await presence_snapshot(rt, [room_id], per_room=True)
+                snapshot = await rt.presence_snapshots.of([room_id], per_room=True)
                 if snapshot:
                     self.conn.send_frames(b"".join([e.ws for e in snapshot]))
                 await replay_room(rt, self.conn, room_id, after, replay=cursor is not None)
