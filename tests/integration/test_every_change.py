@@ -650,3 +650,42 @@ async def test_someone_who_joins_while_online_is_announced_online(trust_server: 
             await mine.wait_for(
                 lambda st: any(e.json()["user_id"] == "host" for e in st.named("presence")), 5
             )
+
+
+async def test_a_websocket_resumes_its_personal_changes(trust_server: Server) -> None:
+    """The WebSocket is a user-level stream: `?after=<id>` replays the rooms added and removed
+    and the read moves made while it was away, once each, then goes live."""
+    me, a, b = uniq("wsp"), uniq("wa-"), uniq("wb-")
+    url = "ws" + trust_server.url.removeprefix("http") + "/chat/ws"
+
+    async def frames_until(ws: ClientConnection, done: Any) -> list[dict[str, Any]]:
+        seen: list[dict[str, Any]] = []
+        while not done(seen):
+            seen.append(json.loads(await asyncio.wait_for(ws.recv(), 5)))
+        return seen
+
+    async with client(trust_server.url) as http:
+        async with connect(url + "?" + urlencode({"user_id": me}), ping_interval=None) as ws:
+            await say(http, me, a, "mine")
+            got = await frames_until(ws, lambda s: any(f["event"] == "room_added" for f in s))
+            last = [f for f in got if f["event"] == "room_added"][-1]["id"]
+        assert isinstance(last, str) and last.startswith("g")
+        await say(http, "other", b, "b exists")
+        assert (await http.post(f"/chat/room/{b}/join", headers=user(me))).status_code == 200
+        await say(http, "other", a, "news")
+        r = await http.post(f"/chat/room/{a}/read", headers=user(me), json={"seq": 2})
+        assert r.status_code == 200, r.text
+        assert (await http.post(f"/chat/room/{a}/leave", headers=user(me))).status_code == 200
+        query = urlencode({"user_id": me, "after": last})
+        async with connect(f"{url}?{query}", ping_interval=None) as ws:
+            got = await frames_until(ws, lambda s: any(f["event"] == "room_removed" for f in s))
+            mine = [(f["event"], f["data"]) for f in got if "id" in f]
+            assert [e for e, _ in mine] == ["room_added", "read", "room_removed"]
+            assert mine[0][1]["id"] == b and mine[2][1] == {"room_id": a}
+            ids = [f["id"] for f in got if "id" in f]
+            assert len(ids) == len(set(ids)) and last not in ids
+            await say(http, me, uniq("wc-"), "live again")  # and it goes live
+            await frames_until(ws, lambda s: any(f["event"] == "room_added" for f in s))
+        async with connect(url + "?" + urlencode({"user_id": me, "after": "x1"})) as ws:
+            bad = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert bad["event"] == "error" and bad["data"]["code"] == "invalid_cursor"

@@ -92,7 +92,8 @@ or a change's `"r<number>"` — every stored change after it follows, then live)
 message, `typing {room_id, is_typing}`, `read {room_id, seq}` → `ok`, `ping` → `pong`.
 Server frames `{"event", "id"?, "ref"?, "data"}`: a chat message is `event: "message"` with
 `id` = seq; a stored change has `id` = `"r<number>"`; your personal changes (`room_added`,
-`room_removed`, `read`) and `room_created` arrive without subscribing. Leaving a room (or
+`room_removed`, `read`, ids `g<n>`) and `room_created` arrive without subscribing;
+`?after=<g…>` on connect replays the personal changes made since that id. Leaving a room (or
 being removed) drops it from the socket within a second (`room_removed`); when the session
 that opened the socket ends it closes with 4401. A bad frame → `event: "error"` `{code,
 message}` (with the frame's `ref`) and the connection stays open. Frames over 64 KiB close with

@@ -1067,9 +1067,12 @@ class SqlStore:
     ) -> list[Entry]:
         """Everything ``/chat/events`` replays for ``user_id`` after stream position ``after``,
         in position order: messages and changes of every room they are in (rooms joined since
-        included) and their personal changes — or of ``only_room`` alone, if they are in it."""
+        included) and their personal changes — or of ``only_room`` alone, if they are in it
+        (``only_room`` their personal channel: their personal changes alone)."""
 
         def work(conn: Connection) -> list[Entry]:
+            if only_room == personal_channel(user_id):
+                return list(user_changes(conn, user_id, [], after, limit))
             mine = sa.select(members.c.room_id).where(members.c.user_id == user_id)
             if only_room is not None:
                 mine = mine.where(members.c.room_id == only_room)

@@ -19,7 +19,7 @@ from hubbub.changes import Entry, LoggedMessage, fold
 from hubbub.encoding import ROOM_CURSOR_PREFIX, Event
 from hubbub.errors import BadRequest
 from hubbub.hub import WS_REVOKED, Connection
-from hubbub.models import MAX_SEQ
+from hubbub.models import MAX_SEQ, personal_channel
 from hubbub.subscription import Resume
 
 if TYPE_CHECKING:
@@ -89,6 +89,14 @@ async def replay_room(
     await _drive(rt, conn, resume, room_id, replay=replay)
 
 
+async def replay_personal(rt: Runtime, conn: Connection, after: int) -> None:
+    """A WebSocket's own changes (rooms added or removed, read moves) after stream position
+    ``after``, then live (the connection is attached ``replaying`` to its personal channel)."""
+    channel = personal_channel(conn.user_id)
+    resume = Resume(after, user_id=conn.user_id, user_level=True)
+    await _drive(rt, conn, resume, channel, only_room=channel)
+
+
 async def replay_user(
     rt: Runtime,
     conn: Connection,
@@ -116,11 +124,12 @@ async def _drive(
 ) -> None:
     page_size = rt.settings.replay_page
     flow = conn.flow
-    by_position = room_id is None
+    by_position = resume.by_position
     kind = conn.kind
     while True:
         while replay:
-            if room_id is not None:
+            if not by_position:
+                assert room_id is not None
                 page = await rt.store.room_log(room_id, resume.cursor, page_size)
             else:
                 page = await rt.store.user_log(

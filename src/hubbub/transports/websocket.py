@@ -33,9 +33,11 @@ from hubbub.encoding import to_json, ws_text_frame
 from hubbub.errors import BadRequest, HubbubError, Invalid
 from hubbub.hub import Connection, personal_channel
 from hubbub.models import MAX_SEQ
+from hubbub.transports.events import parse_events_cursor
 from hubbub.transports.resume import (
     StreamLife,
     parse_room_cursor,
+    replay_personal,
     replay_room,
     room_rev,
 )
@@ -226,9 +228,12 @@ async def websocket_endpoint(rt: Runtime, scope: Scope, receive: Receive, send: 
         return
     protocol = getattr(send, "__self__", None)
     transport = getattr(protocol, "transport", None)
+    params = query(scope)
     try:
+        # `?after=<cursor>`: the personal changes since an id the socket had (a `g…` id).
+        after = parse_events_cursor(params.get("after"))
         who = await rt.auth.identify(
-            credentials(scope, query(scope)), ensure_user=False, allow_ticket=True
+            credentials(scope, params), ensure_user=False, allow_ticket=True
         )
         error: HubbubError | None = None
     except HubbubError as exc:
@@ -257,9 +262,11 @@ async def websocket_endpoint(rt: Runtime, scope: Scope, receive: Receive, send: 
     try:
         await life.begin()
         # The user's own changes (rooms added or removed, read moves) arrive live.
-        await rt.hub.attach(conn, personal_channel(who.user_id), replaying=False)
+        await rt.hub.attach(conn, personal_channel(who.user_id), replaying=after is not None)
         if await life.ended_meanwhile():
             return
+        if after is not None:
+            await replay_personal(rt, conn, after)
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
