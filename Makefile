@@ -5,8 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)
 ARGS ?=
 
-.PHONY: install serve test lint typecheck unit integration bench bench-changelog clean lock system-deps \
-	browser-deps seed-pages browser screenshots
+.PHONY: install serve test lint typecheck unit integration bench bench-changelog soak clean lock system-deps \
+	browser-deps seed-pages browser screenshots fuzz chaos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -75,11 +75,26 @@ test: lint typecheck system-deps browser-deps seed-pages  ## ruff, mypy --strict
 unit: install
 	$(BIN)/pytest tests/unit
 
+# The suite runs tests/fuzz with 25 examples per operation; this is the longer run.
+FUZZ_EXAMPLES ?= 100
+fuzz: install  ## schemathesis over /openapi.json (both auth modes) + the decoder fuzzers, FUZZ_EXAMPLES per operation; figures to docs/fuzz-results.md
+	HUBBUB_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) HUBBUB_FUZZ_REPORT=docs/fuzz-results.md \
+		HUBBUB_FUZZ_COMMAND="make fuzz FUZZ_EXAMPLES=$(FUZZ_EXAMPLES)" \
+		$(BIN)/pytest tests/fuzz tests/unit/test_decoders.py -q -p no:cacheprovider $(ARGS)
+
 bench: install  ## measure; results go to docs/performance.md (ARGS=--quick: Hubbub alone)
 	$(BIN)/python bench/run.py --write docs/performance.md $(ARGS)
 
 bench-changelog: install  ## the change log: storage per change, catch-up time for 10,000 missed changes
 	$(BIN)/python bench/changelog.py --write docs/performance.md $(ARGS)
+
+# Kills, restarts, pauses and partitions real nodes, PostgreSQL and Redis (private instances the
+# checker starts itself) under load on every transport; needs root for the network namespaces.
+chaos: install system-deps  ## chaos checker: ≥ 200 faults (cluster + SQLite), results in docs/chaos-results.md
+	$(BIN)/python -m tests.chaos --write docs/chaos-results.md $(ARGS)
+
+soak: install  ## 1 h soak (5,000 streams, 100 reconnects/s) + 19,000-stream restart storm; ARGS="--duration 120 --streams 1000" for a short run
+	$(BIN)/python bench/soak.py --write docs/performance.md $(ARGS)
 
 lock: install  ## refresh requirements.lock after changing pyproject.toml
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^hubbub' > requirements.lock

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from hubbub import __version__
 from hubbub.api import activity, auth, errors, files, messages, ops, rooms, search
 from hubbub.api import openapi as openapi_docs
+from hubbub.api.guard import RequestGuard
 from hubbub.api.raw import (
     Receive,
     Scope,
@@ -64,9 +65,20 @@ class HubbubApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.runtime: Runtime | None = None
+        self.guard = RequestGuard(settings)
         self.api = build_fastapi(self)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            try:
+                self.guard.check(scope)
+            except HubbubError as exc:
+                if scope["type"] == "websocket":
+                    await receive()
+                    await send({"type": "websocket.close", "code": 1008})
+                else:
+                    await send_error(send, exc)
+                return
         if scope["type"] == "websocket":
             if self.runtime is not None and scope["path"] == "/chat/ws":
                 await websocket_endpoint(self.runtime, scope, receive, send)

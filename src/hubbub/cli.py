@@ -75,6 +75,16 @@ def serve(
         int | None, Opt(help="delete messages older than this [keep forever]")
     ] = None,
     metrics_token: Annotated[str | None, Opt(help="require this Bearer token on /metrics")] = None,
+    max_streams_per_user: Annotated[
+        int | None, Opt(help="open streams per user; the next gets 429 [100; 0: no limit]")
+    ] = None,
+    max_pending_streams: Annotated[
+        int | None, Opt(help="streams being set up at once; beyond it 503 [500; 0: no limit]")
+    ] = None,
+    allowed_hosts: Annotated[
+        str | None,
+        Opt(help="trust mode: Host names answered besides the bound address and localhost"),
+    ] = None,
 ) -> None:
     """Run the server (SQLite + in-memory fan-out unless told otherwise)."""
     from hubbub.server import TrustModeRefused, WorkersNeedBroker
@@ -100,6 +110,9 @@ def serve(
         rate_limit_burst=rate_limit_burst,
         retention_days=retention_days,
         metrics_token=metrics_token,
+        max_streams_per_user=max_streams_per_user,
+        max_pending_streams=max_pending_streams,
+        allowed_hosts=allowed_hosts,
     )
     try:
         run(settings)
@@ -136,7 +149,7 @@ def user_create(
 ) -> None:
     """Create a user who can log in with a password."""
     from hubbub.api.schemas import Register
-    from hubbub.auth.passwords import hash_password
+    from hubbub.auth.passwords import hash_password, password_weakness
     from hubbub.store.sql import SqlStore
 
     settings = _settings(data_dir=data_dir, database=database)
@@ -145,10 +158,14 @@ def user_create(
             getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().strip()
         )
     try:
-        Register(username=name, password=password)
+        name = Register(username=name, password=password).username
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    weakness = password_weakness(password, name)
+    if weakness is not None:
+        typer.echo(f"error: {weakness}", err=True)
+        raise typer.Exit(2)
 
     async def run() -> str:
         store = SqlStore(settings.database_url())

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
         "did not deliver (Redis broker)",
     )
     workers: int = 1
+    backlog: int = Field(
+        default=8192,
+        description="listen backlog: connections the kernel queues before the server accepts "
+        "them (capped by net.core.somaxconn); a reconnect storm overflows a small one",
+    )
     auth: AuthMode = "jwt"
     force_trust: bool = Field(
         default=False, description="allow --auth trust on a non-loopback address (dangerous)"
@@ -53,10 +58,48 @@ class Settings(BaseSettings):
     presence_grace: float = 10.0
     typing_timeout: float = 5.0
     retry_ms: int = 3000
+    retry_spread: float = Field(
+        default=1.0,
+        description="each SSE connection gets a retry: uniform in "
+        "[retry_ms, retry_ms × (1 + spread)), so a crowd cut at once does not come back at once",
+    )
+    max_streams_per_user: int = Field(
+        default=100,
+        description="open streams (SSE, WebSocket, long-polls) per user and process; "
+        "the next gets 429 too_many_streams (0: no limit)",
+    )
+    max_pending_streams: int = Field(
+        default=500,
+        description="streams being set up at once (authentication, replay) per process; "
+        "beyond it a new one gets 503 server_busy with Retry-After (0: no limit)",
+    )
     allowed_origins: str = Field(
         default="",
         description="comma-separated extra Origins allowed on /chat/ws ('*' for any); "
         "the server's own host is always allowed",
+    )
+    allowed_hosts: str = Field(
+        default="",
+        description="trust mode: comma-separated Host names answered besides the bound address "
+        "and localhost ('*' for any); any other Host is 421 (DNS rebinding)",
+    )
+    auth_failures_per_user: int = Field(
+        default=10,
+        description="failed logins/registrations per username per --auth-failure-window before 429",
+    )
+    auth_failures_per_address: int = Field(
+        default=30,
+        description="failed logins/registrations per client address per --auth-failure-window "
+        "before 429",
+    )
+    auth_failure_window: int = Field(
+        default=300, description="seconds over which failed logins are counted"
+    )
+    max_header_bytes: int = Field(
+        default=64 * 1024, description="request line + headers larger than this: 431"
+    )
+    header_timeout: float = Field(
+        default=10.0, description="seconds a client has to send complete request headers"
     )
     ws_ping_interval: float = 20.0
     ws_ping_timeout: float = 20.0

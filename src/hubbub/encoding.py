@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from hubbub.cursors import CursorCipher
 from hubbub.models import Message
 
 _json = msgspec.json.Encoder()
@@ -128,11 +129,10 @@ class Event:
             if self.position is None:
                 frame = self.sse if self.seq is None else b"data: %s\n\n" % self.data
             elif self.seq is not None:
-                frame = b"id: %s%d\ndata: %s\n\n" % (CURSOR_BYTES, self.position, self.data)
+                frame = b"id: %s\ndata: %s\n\n" % (cursor(self.position).encode(), self.data)
             else:
-                frame = b"id: %s%d\nevent: %s\ndata: %s\n\n" % (
-                    CURSOR_BYTES,
-                    self.position,
+                frame = b"id: %s\nevent: %s\ndata: %s\n\n" % (
+                    cursor(self.position).encode(),
                     self.name.encode(),
                     self.data,
                 )
@@ -154,10 +154,9 @@ class Event:
                     self.data,
                 )
             elif self.position is not None:
-                text = b'{"event":"%s","id":"%s%d","data":%s}' % (
+                text = b'{"event":"%s","id":"%s","data":%s}' % (
                     self.name.encode(),
-                    CURSOR_BYTES,
-                    self.position,
+                    cursor(self.position).encode(),
                     self.data,
                 )
             else:
@@ -197,8 +196,6 @@ class Event:
         return event
 
 
-CURSOR_PREFIX = "g"
-CURSOR_BYTES = CURSOR_PREFIX.encode()
 ROOM_CURSOR_PREFIX = "r"
 
 
@@ -207,16 +204,24 @@ def room_cursor(rev: int) -> str:
     return f"{ROOM_CURSOR_PREFIX}{rev}"
 
 
+_cursors = CursorCipher("hubbub: no secret configured yet")
+
+
+def use_cursor_secret(secret: str) -> None:
+    """Key the ``/chat/events`` cursors (``cursors.py``) with the server's secret: every node
+    sharing the secret issues and reads the same cursors."""
+    global _cursors
+    _cursors = CursorCipher(secret)
+
+
 def cursor(position: int) -> str:
     """The opaque ``/chat/events`` cursor for a stream position."""
-    return f"{CURSOR_PREFIX}{position}"
+    return _cursors.encode(position)
 
 
 def parse_cursor(value: str) -> int | None:
     """The position in a cursor we issued; ``None`` if it is not one."""
-    if value.startswith(CURSOR_PREFIX) and value[1:].isdigit() and len(value) < 20:
-        return int(value[1:])
-    return None
+    return _cursors.decode(value)
 
 
 def ws_text_frame(payload: bytes) -> bytes:

@@ -75,6 +75,13 @@ class UnsupportedMediaType(HubbubError):
     code = "unsupported_media_type"
 
 
+class MisdirectedRequest(HubbubError):
+    """421: the request names a host this server does not answer for (DNS rebinding)."""
+
+    status = 421
+    code = "misdirected_request"
+
+
 class Invalid(HubbubError):
     status = 422
     code = "invalid"
@@ -84,8 +91,8 @@ class RateLimited(HubbubError):
     status = 429
     code = "rate_limited"
 
-    def __init__(self, message: str, *, retry_after: int) -> None:
-        super().__init__(message, details={"retry_after": retry_after})
+    def __init__(self, message: str, *, retry_after: int, code: str | None = None) -> None:
+        super().__init__(message, code=code, details={"retry_after": retry_after})
         self.retry_after = retry_after
 
 

@@ -39,17 +39,20 @@ import msgspec
 from hubbub.broker.base import Broker
 from hubbub.encoding import LAST_CHUNK, PING_CHUNK, Event, chunk
 from hubbub.models import personal_channel as personal_channel
-from hubbub.subscription import RoomSequencer
+from hubbub.subscription import PositionSequencer, RoomSequencer
 
 log = logging.getLogger("hubbub.hub")
 
 HeadFn = Callable[[str], Awaitable[int]]
 HeadsFn = Callable[[list[str]], Awaitable[dict[str, int]]]
 GapFn = Callable[[str, int, int], Awaitable[list[Event]]]
+# (after, through, room ids): the stored entries of those rooms with positions in the range.
+PositionsFn = Callable[[int, int, list[str]], Awaitable[list[Event]]]
 DeliveryObserver = Callable[[int, float], None]
 
 REPAIR_DELAY = 0.05
 MAX_PENDING = 10_000
+MAX_HELD_POSITIONS = 50_000
 WS_PING = b"\x89\x00"
 CONTROL = "@*"  # every node listens: session ends, new public rooms
 WS_SERVICE_RESTART = 1012
@@ -187,8 +190,14 @@ class Hub:
         ping_interval: float = 15.0,
         on_delivered: DeliveryObserver | None = None,
         on_cutoff: Callable[[], None] | None = None,
+        positions: PositionsFn | None = None,
     ) -> None:
         self._broker = broker
+        # ``/chat/events`` streams get events in stream-position order (see PositionSequencer);
+        # ``_positions_read`` settles gaps from the store.
+        self.positions = PositionSequencer()
+        self._positions_read = positions
+        self._settling = False
         self._head = head
         self._gap = gap
         self._rooms: dict[str, _Room] = {}
@@ -231,7 +240,8 @@ class Hub:
         self._session_hooks.append(hook)
 
     def on_personal(self, hook: Callable[[Event], None]) -> None:
-        """Called for every event of a personal channel (``@user``) this node listens to."""
+        """Called for every stored event of a personal channel (``@user``) that a
+        ``/chat/events`` stream here follows, in stream-position order."""
         self._personal_hooks.append(hook)
 
     # attaching ---------------------------------------------------------------------------
@@ -385,9 +395,6 @@ class Hub:
             room.repair = asyncio.get_running_loop().call_later(
                 REPAIR_DELAY, self._start_repair, event.room_id
             )
-        if event.room_id.startswith("@"):
-            for hook in self._personal_hooks:
-                hook(event)
 
     def _enqueue(self, room: _Room, event: Event) -> None:
         if not room.batch:
@@ -401,7 +408,12 @@ class Hub:
             if self.membership_observer is not None:
                 self.membership_observer(event)
         if room.all:
-            self._tick.append(event)
+            if event.position is None:
+                self._tick.append(event)
+            else:
+                self._pass_in_order(self.positions.accept(event))
+                if self.positions.held and not self._settling:
+                    self._settle_positions()
         if room.waiters:
             self._wake_waiters(room)
         if not self._flush_scheduled:
@@ -463,10 +475,16 @@ class Hub:
             self._on_delivered(len(room.listeners) * len(batch), now - batch[0].born)
 
     def _write_all(self, tick: list[Event], revoking: bool = False) -> None:
-        """``/chat/events`` streams: the tick's events of their rooms, in publish order."""
+        """``/chat/events`` streams: the tick's events of their rooms, in position order
+        (nothing at or below what a stream already has: its cursor only grows)."""
         for conn in list(self._all_conns):
+            seen = conn.position
             if revoking:
-                mine = self._mine_until_left(conn, tick)
+                mine = [
+                    e
+                    for e in self._mine_until_left(conn, tick)
+                    if e.position is None or e.position > seen or conn.pending is not None
+                ]
             else:
                 mine = [
                     e
@@ -474,6 +492,7 @@ class Hub:
                     if e.room_id in conn.room_set
                     and e.exclude != conn.user_id
                     and e.exclude_user_streams != conn.user_id
+                    and (e.position is None or e.position > seen or conn.pending is not None)
                 ]
             if mine:
                 mine = self._without_repeated_presence(conn, mine)
@@ -608,6 +627,61 @@ class Hub:
             self._on_cutoff()
 
     # gap repair --------------------------------------------------------------------------
+
+    def _pass_in_order(self, events: list[Event]) -> None:
+        """Events released in position order, for the ``/chat/events`` streams; a personal
+        change is told to the hooks right here, in that order (a stream follows a room it
+        joined from exactly this point)."""
+        if not events:
+            return
+        self._tick.extend(events)
+        if self._personal_hooks:
+            for event in events:
+                if event.room_id.startswith("@"):
+                    for hook in self._personal_hooks:
+                        hook(event)
+
+    def _settle_positions(self) -> None:
+        self._settling = True
+        task = asyncio.get_running_loop().create_task(self._settle())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _settle(self) -> None:
+        """An event came past a gap in stream positions: ask the store what the gap holds
+        for the rooms followed here, and pass everything on in order. Every position below a
+        published one is committed (positions are taken from one counter row), so one read
+        settles the gap for good."""
+        try:
+            failures = 0
+            while (gap := self.positions.missing()) is not None and self._positions_read:
+                after, through = gap
+                followed = [r for r, room in self._rooms.items() if room.all]
+                try:
+                    stored = await self._positions_read(after, through, followed)
+                except Exception as exc:
+                    failures += 1
+                    held = len(self.positions.held)
+                    log.warning("reading stream positions %d-%d failed: %s", after, through, exc)
+                    if held > MAX_HELD_POSITIONS or failures > 20:
+                        # Held too long: cut the /chat/events streams (they resume from the
+                        # store, losing nothing) rather than hold memory without bound.
+                        self.positions.rebase(max(self.positions.held))
+                        for conn in list(self._all_conns):
+                            conn.abort()
+                        return
+                    await asyncio.sleep(min(2.0, 0.1 * failures))
+                    continue
+                ready = self.positions.fill(through, stored)
+                if ready:
+                    if any(e.name == "member_left" for e in ready):
+                        self._tick_revoking = True
+                    self._pass_in_order(ready)
+                    if not self._flush_scheduled:
+                        self._flush_scheduled = True
+                        asyncio.get_running_loop().call_soon(self._flush)
+        finally:
+            self._settling = False
 
     def _start_repair(self, room_id: str) -> None:
         room = self._rooms.get(room_id)

@@ -11,7 +11,7 @@ from hubbub.auth.identity import Authenticator
 from hubbub.auth.tokens import TokenSigner
 from hubbub.broker.base import open_broker
 from hubbub.config import Settings
-from hubbub.encoding import Event
+from hubbub.encoding import Event, use_cursor_secret
 from hubbub.files.base import FileStore
 from hubbub.files.local import LocalFileStore
 from hubbub.hub import Hub
@@ -19,11 +19,12 @@ from hubbub.metrics import Metrics
 from hubbub.presence.base import Presence
 from hubbub.presence.memory import MemoryPresence
 from hubbub.presence.redis import RedisPresence
-from hubbub.ratelimit import SendLimiter
+from hubbub.ratelimit import FailureLimiter, SendLimiter
 from hubbub.redis_client import namespace
 from hubbub.service import ChatService
 from hubbub.store.sql import SqlStore
 from hubbub.transports.events import AllRoomsStreams
+from hubbub.transports.limits import StreamLimits
 from hubbub.transports.resume import PresenceSnapshots, event_of
 from hubbub.typing_redis import RedisTypingTracker
 
@@ -39,6 +40,7 @@ class Runtime:
         )
         self.broker = open_broker(settings.broker, settings.broker_prefix)
         self.signer = TokenSigner(settings.resolved_secret())
+        use_cursor_secret(settings.resolved_secret())
         self.auth = Authenticator(
             settings.auth,
             self.store,
@@ -50,6 +52,13 @@ class Runtime:
         self.limiter = SendLimiter(
             settings.rate_limit_per_second,
             settings.rate_limit_burst,
+            settings.broker,
+            key_prefix=f"{ns}limits",
+        )
+        self.sign_ins = FailureLimiter(
+            settings.auth_failures_per_user,
+            settings.auth_failures_per_address,
+            settings.auth_failure_window,
             settings.broker,
             key_prefix=f"{ns}limits",
         )
@@ -70,6 +79,7 @@ class Runtime:
             ping_interval=settings.ping_interval,
             on_delivered=self.metrics.observe_delivery,
             on_cutoff=self.metrics.slow_cutoffs.inc,
+            positions=self._positions_between,
         )
         self.service = ChatService(
             self.store,
@@ -95,6 +105,12 @@ class Runtime:
         self.service.files = self.files
         self._housekeeping: asyncio.Task[None] | None = None
         self._resyncer: asyncio.Task[None] | None = None
+        self.stream_limits = StreamLimits(
+            settings.max_streams_per_user,
+            settings.max_pending_streams,
+            settings.retry_ms,
+            settings.retry_spread,
+        )
         self.all_streams = AllRoomsStreams(self)
         self.presence_snapshots = PresenceSnapshots(self)
         self.hub.on_sessions_ended(self.auth.forget_sessions)
@@ -109,8 +125,15 @@ class Runtime:
         found = await self.store.room_log(room_id, after, limit, before)
         return [event_of(e) for e in found]
 
+    async def _positions_between(
+        self, after: int, through: int, room_ids: list[str]
+    ) -> list[Event]:
+        """The stored entries of ``room_ids`` with stream positions in ``(after, through]``."""
+        return [event_of(e) for e in await self.store.log_between(after, through, room_ids)]
+
     async def start(self) -> None:
         await self.store.start()
+        self.hub.positions.rebase(await self.store.position())
         await self.files.start()
         await self.hub.start()
         await self.service.start()

@@ -15,6 +15,7 @@ from uvicorn._subprocess import get_subprocess
 
 from hubbub.app import HubbubApp, create_app
 from hubbub.config import Settings, is_loopback
+from hubbub.http_protocol import configure as configure_http
 
 log = logging.getLogger("hubbub")
 
@@ -64,7 +65,9 @@ class WorkersNeedBroker(RuntimeError):
 
 def worker_app() -> HubbubApp:
     """The app of one worker process; its settings come from the HUBBUB_* environment."""
-    return create_app(Settings())
+    settings = Settings()
+    configure_http(settings)
+    return create_app(settings)
 
 
 def _export(settings: Settings) -> None:
@@ -110,8 +113,9 @@ def serve(settings: Settings) -> None:
         factory=multi,
         host=settings.host,
         port=settings.port,
+        backlog=settings.backlog,
         loop="uvloop",
-        http="httptools",
+        http=configure_http(settings),
         ws="websockets-sansio",
         ws_max_size=64 * 1024,
         ws_ping_interval=settings.ws_ping_interval,

@@ -77,6 +77,77 @@ class RoomSequencer:
         return out
 
 
+class PositionSequencer:
+    """Stream positions in order, for ``/chat/events`` (one per node).
+
+    A ``/chat/events`` cursor is a stream position, and resuming from it replays what comes
+    after it; so live delivery must follow position order too, or a client that has seen a
+    later position and then drops skips an earlier one on resume (or gets a duplicate). Each
+    room's events arrive in order (:class:`RoomSequencer`), but across rooms they do not: two
+    nodes' publishes cross in the broker, and one node's writers publish concurrently.
+
+    Every writer takes its positions from one counter row, so positions commit in order:
+    when an event at position ``p`` arrives, every position below it is committed. Events are
+    released in position order; one that arrives past a gap is held, and the gap is settled
+    from the store (:meth:`missing`, :meth:`fill`): the entries of the followed rooms in it
+    (those that never came, or not yet), the rest being other rooms' positions.
+    """
+
+    __slots__ = ("held", "released")
+
+    def __init__(self, released: int = 0) -> None:
+        self.released = released  # every position up to here has been passed on (or skipped)
+        self.held: dict[int, Event] = {}
+
+    def accept(self, event: Event) -> list[Event]:
+        """Events that may be delivered now, in position order (none without a position
+        should come here)."""
+        position = event.position
+        assert position is not None
+        if position <= self.released:
+            return []  # a duplicate, or settled from the store already
+        if position != self.released + 1:
+            self.held.setdefault(position, event)
+            return []
+        self.released = position
+        if not self.held:
+            return [event]
+        return [event, *self._release()]
+
+    def missing(self) -> tuple[int, int] | None:
+        """``(after, through)``: the gap to settle from the store before the held can go."""
+        if not self.held:
+            return None
+        return self.released, max(self.held)
+
+    def fill(self, through: int, stored: Iterable[Event]) -> list[Event]:
+        """The store's entries of the followed rooms with positions in ``(released,
+        through]``: together with what is held, everything up to ``through``, in order."""
+        merged = {e.position: e for e in stored if e.position is not None}
+        for position in [p for p in self.held if p <= through]:
+            merged.setdefault(position, self.held.pop(position))
+        out = [merged[p] for p in sorted(merged) if p > self.released]
+        self.released = max(self.released, through)
+        return out + self._release()
+
+    def rebase(self, released: int) -> None:
+        """Start over at ``released`` (nothing held is delivered: its streams are cut)."""
+        self.held.clear()
+        self.released = released
+
+    def _release(self) -> list[Event]:
+        out: list[Event] = []
+        held = self.held
+        released = self.released
+        for position in [p for p in held if p <= released]:
+            del held[position]
+        while released + 1 in held:
+            released += 1
+            out.append(held.pop(released))
+        self.released = released
+        return out
+
+
 class Resume:
     """From a cursor to live, each stored event exactly once.
 

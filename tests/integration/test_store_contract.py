@@ -300,3 +300,76 @@ async def test_first_use_of_many_rooms_in_one_batch(store_url: str) -> None:
         assert again[0][1] == []
     finally:
         await s.close()
+
+
+class _WriteBetweenStatements:
+    """Runs a write (by another store: another node) and commits it right before ``store``'s
+    next query on the ``changes`` table: between the two index scans of one log page read."""
+
+    def __init__(self, store: SqlStore, write: Any) -> None:
+        self.store = store
+        self.write = write
+        self.done = False
+        self.loop = asyncio.get_running_loop()
+        engine = store._async.sync_engine if store._async is not None else store._reader
+        assert engine is not None
+        self.engine = engine
+
+    def _hook(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if self.done or "FROM changes" not in statement:
+            return
+        self.done = True
+        if self.store.dialect == "sqlite":  # a reader thread: the loop is free meanwhile
+            asyncio.run_coroutine_threadsafe(self.write(), self.loop).result(10)
+        else:  # inside the async engine's greenlet, on the loop
+            sa.util.await_only(self.write())
+
+    def __enter__(self) -> _WriteBetweenStatements:
+        sa.event.listen(self.engine, "before_cursor_execute", self._hook)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sa.event.remove(self.engine, "before_cursor_execute", self._hook)
+
+
+async def test_a_log_page_is_one_moment_of_the_log(store_url: str) -> None:
+    """A page of a room's log (and of a user's) is read in two scans, messages and changes;
+    both must see the store at one moment. Otherwise a message and a later change committed
+    between the scans come back as the change alone, and every resume (long-poll's ``next``,
+    a stream's hand-off) moves past the message, which that client then never gets: seen as
+    long-poll ``changes=1`` skipping messages in a PostgreSQL cluster."""
+    a, b = await open_store(store_url), await open_store(store_url)
+    try:
+        await a.ensure_user("u")
+        await a.enter_room("room", "u")
+        [first] = await a.append_batch([req("room", "u", "first")])
+        assert first.message is not None
+        first_id = first.message.id
+        page = await a.room_log("room", 0, 100)
+        after_rev = page[-1].rev or 0
+        after_position = page[-1].position
+
+        async def elsewhere() -> None:
+            # another node: a message, then a change after it (a later rev and position)
+            await b.append_batch([req("room", "u", "second")])
+            await b.react(first_id, "u", "👍", True)
+
+        with _WriteBetweenStatements(a, elsewhere) as between:
+            page = await a.room_log("room", after_rev, 100)
+        assert between.done
+        # Either the moment before the write (nothing) or after it (both): never a hole.
+        assert _revs(page) in ([], [after_rev + 1, after_rev + 2]), _revs(page)
+
+        async def more() -> None:
+            await b.append_batch([req("room", "u", "third")])
+            await b.react(first_id, "u", "🎉", True)
+
+        after_position = max(e.position for e in await a.user_log("u", after_position, 100))
+        with _WriteBetweenStatements(a, more) as between:
+            page = await a.user_log("u", after_position, 100)
+        assert between.done
+        positions = [e.position for e in page]
+        assert positions in ([], [after_position + 1, after_position + 2]), positions
+    finally:
+        await a.close()
+        await b.close()

@@ -6,6 +6,7 @@ surrogates and integers beyond 2^53 are malformed input."""
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import msgspec
@@ -27,11 +28,13 @@ from hubbub.encoding import to_json
 from hubbub.errors import HubbubError
 from hubbub.transports.websocket import decode_op, frame_ref
 
-# No example database on disk, no deadline (CI machines vary); enough runs to find the corners.
+# No example database on disk, no deadline (CI machines vary); enough runs to find the corners
+# (`make fuzz` raises HUBBUB_FUZZ_EXAMPLES above the suite's 25 for a longer run).
+SCALE = max(1, int(os.environ.get("HUBBUB_FUZZ_EXAMPLES", "25")) // 25)
 PROPERTY = settings(
     database=None,
     deadline=None,
-    max_examples=250,
+    max_examples=250 * SCALE,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 

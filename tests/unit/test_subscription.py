@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from hubbub.encoding import Event
-from hubbub.subscription import Resume, RoomSequencer
+from hubbub.subscription import PositionSequencer, Resume, RoomSequencer
 
 
 def ev(rev: int | None, name: str = "message", room: str = "r") -> Event:
@@ -139,3 +139,53 @@ def test_all_rooms_resume_by_position_across_rooms() -> None:
     ]
     assert [e.position for e in r.hand_off(pending)] == [105, 106]
     assert r.cursor == 106
+
+
+# stream positions across rooms (/chat/events) -------------------------------------------------
+
+
+def at(position: int, room: str = "a") -> Event:
+    return Event(room, "message", b"{}", position, rev=position, position=position)
+
+
+def positions(events: list[Event]) -> list[int | None]:
+    return [e.position for e in events]
+
+
+def test_positions_pass_in_order_and_hold_past_a_gap() -> None:
+    s = PositionSequencer(10)
+    assert positions(s.accept(at(11))) == [11]
+    assert s.accept(at(14, "b")) == []  # 12 and 13: another node's, not arrived yet
+    assert s.missing() == (11, 14)
+    assert positions(s.accept(at(12))) == [12]
+    assert positions(s.accept(at(13, "c"))) == [13, 14]
+    assert s.missing() is None
+    assert s.accept(at(12)) == []  # a late duplicate
+
+
+def test_a_gap_of_other_rooms_positions_is_settled_from_the_store() -> None:
+    """Positions 12-15 belong to rooms nobody here follows; 13 is ours but its broker copy is
+    late: the store supplies it, and its late live copy is then dropped."""
+    s = PositionSequencer(11)
+    assert s.accept(at(16)) == []
+    assert s.accept(at(18)) == []
+    assert positions(s.fill(18, [at(13), at(17, "b")])) == [13, 16, 17, 18]
+    assert s.accept(at(13)) == []
+    assert positions(s.accept(at(19))) == [19]
+
+
+def test_positions_shuffled_across_rooms_come_out_once_in_order() -> None:
+    rng = random.Random(11)
+    mine = sorted(rng.sample(range(1, 2000), 600))  # the followed rooms' positions
+    arriving = [at(p) for p in mine] * 2
+    rng.shuffle(arriving)
+    s = PositionSequencer(0)
+    out: list[int | None] = []
+    for i, event in enumerate(arriving):
+        out += positions(s.accept(event))
+        if i % 50 == 49 and (gap := s.missing()) is not None:
+            after, through = gap
+            out += positions(s.fill(through, [at(p) for p in mine if after < p <= through]))
+    if (gap := s.missing()) is not None:
+        out += positions(s.fill(gap[1], [at(p) for p in mine if gap[0] < p <= gap[1]]))
+    assert out == mine

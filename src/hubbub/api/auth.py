@@ -25,6 +25,7 @@ from hubbub.api.schemas import (
     errors,
 )
 from hubbub.auth.identity import SESSION_COOKIE, cookie_header
+from hubbub.auth.names import username_key
 from hubbub.auth.passwords import hash_password, password_weakness, verify_password
 from hubbub.auth.tokens import random_token, token_hash
 from hubbub.errors import Conflict, Forbidden, HubbubError, Invalid, Unauthenticated
@@ -37,17 +38,32 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 REFRESH_COOKIE = "hubbub_refresh"
 
 
-@router.post("/register", status_code=201, response_model=UserOut, responses=errors(409, 413, 422))
+def _address(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+@router.post(
+    "/register", status_code=201, response_model=UserOut, responses=errors(409, 413, 422, 429)
+)
 async def register(body: Register, request: Request, rt: Rt) -> Response:
-    """Create an account. Passwords are hashed with argon2id."""
-    if await rt.store.user_by_name(body.username) is not None:
-        raise Conflict(f"username {body.username!r} is taken", code="username_taken")
-    try:
-        user = await rt.store.create_user(body.username, await hash_password(body.password))
-    except Exception as exc:  # the unique index lost a race with a concurrent register
+    """Create an account. Passwords are hashed with argon2id. The username is NFKC-normalised
+    and unique regardless of case; a taken name counts as a failed attempt (429 after too many,
+    so names cannot be enumerated at speed)."""
+    async with rt.sign_ins.attempt(username_key(body.username), _address(request)) as attempt:
+        weakness = password_weakness(body.password, body.username)
+        if weakness is not None:
+            raise Invalid(weakness, code="weak_password")
+        taken = Conflict(f"username {body.username!r} is taken", code="username_taken")
         if await rt.store.user_by_name(body.username) is not None:
-            raise Conflict(f"username {body.username!r} is taken", code="username_taken") from exc
-        raise
+            attempt.failed()
+            raise taken
+        try:
+            user = await rt.store.create_user(body.username, await hash_password(body.password))
+        except Exception as exc:  # the unique index lost a race with a concurrent register
+            if await rt.store.user_by_name(body.username) is not None:
+                attempt.failed()
+                raise taken from exc
+            raise
     rt.auth.forget_user(user.username)  # a trust-mode name may now be this account
     return respond(request, user, 201)
 
@@ -92,12 +108,16 @@ async def _issue(rt: Runtime, request: Request, user: User, session: SessionReco
     return respond(request, body, cookies=cookies)
 
 
-@router.post("/login", response_model=TokenOut, responses=errors(401, 422))
+@router.post("/login", response_model=TokenOut, responses=errors(401, 422, 429))
 async def login(body: Credentials, request: Request, rt: Rt) -> Response:
-    """Exchange username and password for tokens; also sets the HttpOnly session cookie."""
-    found = await rt.store.user_by_name(body.username)
-    if not await verify_password(found[1] if found else None, body.password) or found is None:
-        raise Unauthenticated("wrong username or password", code="invalid_credentials")
+    """Exchange username and password for tokens; also sets the HttpOnly session cookie. The
+    username matches regardless of case. After too many failures for a username or from an
+    address: 429 with ``Retry-After``, before any password is checked."""
+    async with rt.sign_ins.attempt(username_key(body.username), _address(request)) as attempt:
+        found = await rt.store.user_by_name(body.username)
+        if not await verify_password(found[1] if found else None, body.password) or found is None:
+            attempt.failed()
+            raise Unauthenticated("wrong username or password", code="invalid_credentials")
     session = await rt.store.create_session(found[0].id, rt.settings.session_ttl)
     return await _issue(rt, request, found[0], session)
 

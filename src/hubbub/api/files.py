@@ -56,7 +56,8 @@ UPLOAD_BODY: dict[str, Any] = {
 DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The file's bytes, with the content type detected at upload.",
-        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        # The stored content type (text/plain, image/png, …), so any media type.
+        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
         "headers": {
             "Content-Disposition": {
                 "description": "`inline` for PNG, JPEG, GIF and WebP, else `attachment`; "

@@ -1,4 +1,5 @@
-"""OpenAPI entries for the raw-ASGI routes, so ``/openapi.json`` describes the whole API."""
+"""``/openapi.json``: every route (the raw-ASGI ones too), the credentials each accepts in this
+server's auth mode, and every status it can answer, each error with the one error body."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from hubbub.api.auth import REFRESH_COOKIE
 from hubbub.api.schemas import ErrorBody, MessageOut, SendIn, SendOut
+from hubbub.auth.identity import GUEST_COOKIE, SESSION_COOKIE
+from hubbub.service import ROOM_ID_RE
 
 STORED_CHANGES = """\
 Stored changes — replayed on resume like messages, each with an `id` — are `message_edited`
@@ -129,10 +133,172 @@ CHANGES_PAGE: dict[str, Any] = {
     },
 }
 
+ERROR_SCHEMA = "ErrorBody"
+ERROR_REF: dict[str, Any] = {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}
+
+# What each error status means on this API; every one of them has the one error body.
+ERROR_STATUSES: dict[int, str] = {
+    400: "Malformed request: JSON that does not parse, is nested deeper than 64 levels or holds "
+    "a lone UTF-16 surrogate; a bad cursor; in trust mode a malformed `User-ID`",
+    401: "Not authenticated: no, bad, expired or revoked credentials",
+    403: "Not allowed: not a member, not an admin, `user_id` naming someone else "
+    "(`user_mismatch`), or a cookie-authenticated change from another site (`cross_origin`)",
+    404: "Unknown, or private and not visible to the caller",
+    409: "Conflict (`idempotency_conflict`, `username_taken`, …)",
+    413: "Body too large (JSON: 64 KiB by default; uploads: 25 MiB)",
+    415: "Wrong media type: send `application/json`",
+    421: "Trust mode: a `Host` that is not the bound address or `localhost` (DNS rebinding)",
+    422: "Invalid field: it parsed but is not acceptable (a type, a range, a length, an integer "
+    "beyond 2^53, …)",
+    429: "Rate limited; `Retry-After` says when to try again",
+    503: "Store or broker unavailable, or the server is shutting down; nothing changed",
+}
+
+RETRY_AFTER: dict[str, Any] = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+
+_BODY_METHODS = frozenset({"post", "put", "patch", "delete"})
+
+# Routes anyone may call: no credentials at all.
+PUBLIC = frozenset({"/healthz", "/readyz", "/metrics", "/auth/register", "/auth/login"})
+# The GETs that open a stream: the only ones a `?ticket=` authenticates.
+STREAMS = frozenset(
+    {"/chat/events", "/chat/room/{room_id}/events", "/chat/room/{room_id}/poll", "/chat/ws"}
+)
+# Where `429` can come from besides a body: send limits, failed sign-ins, streams per user.
+RATE_LIMITED = frozenset(
+    {
+        ("post", "/chat/messages"),
+        ("post", "/chat/room/{room_id}/files"),
+        ("post", "/auth/login"),
+        ("post", "/auth/register"),
+        *(("get", path) for path in STREAMS),
+    }
+)
+
+
+def security_schemes(auth: str, *, metrics_token: bool = False) -> dict[str, Any]:
+    """How a caller proves who they are, in this server's auth mode."""
+    schemes: dict[str, Any] = {
+        "sessionCookie": {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": SESSION_COOKIE,
+            "description": "The HttpOnly session cookie set by `POST /auth/login`.",
+        },
+        "refreshCookie": {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": REFRESH_COOKIE,
+            "description": "The refresh cookie (path `/auth`) set by `POST /auth/login`; "
+            "`refresh_token` in the body does the same.",
+        },
+    }
+    if auth == "trust":
+        schemes.update(
+            {
+                "userIdHeader": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "User-ID",
+                    "description": "Trust mode (local development): the caller is whoever "
+                    "this names (1-64 of letters, digits and `_.@:~-`; else 400 "
+                    "`invalid_user_id`), created on first use.",
+                },
+                "userIdQuery": {
+                    "type": "apiKey",
+                    "in": "query",
+                    "name": "user_id",
+                    "description": "Trust mode: the same as `User-ID`, as a query parameter "
+                    "(or a `user_id` body field).",
+                },
+                "guestCookie": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": GUEST_COOKIE,
+                    "description": "Trust mode: the guest identity the server sets on a "
+                    "request that names nobody.",
+                },
+            }
+        )
+    else:
+        schemes.update(
+            {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "An access token from `POST /auth/login` or "
+                    "`/auth/refresh` (HS256 with the server's secret, or a key of "
+                    "`--jwt-public-key`; `sub` = user id, `exp` required).",
+                },
+                "ticket": {
+                    "type": "apiKey",
+                    "in": "query",
+                    "name": "ticket",
+                    "description": "A one-time ticket from `POST /auth/ticket`: opens one "
+                    "stream (`EventSource` and WebSocket cannot send headers), once, within "
+                    "its lifetime. Anywhere else it is 401.",
+                },
+            }
+        )
+    if metrics_token:
+        schemes["metricsToken"] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "`--metrics-token`: required by `GET /metrics` when set.",
+        }
+    return schemes
+
+
+def operation_security(
+    auth: str, method: str, path: str, *, metrics_token: bool = False
+) -> list[dict[str, list[str]]]:
+    """The credentials an operation accepts (any one entry; `{}`: none needed)."""
+    if path == "/metrics" and metrics_token:
+        return [{"metricsToken": []}]
+    if path in PUBLIC:
+        return []
+    trust = auth == "trust"
+    if path == "/auth/refresh":
+        return [{"refreshCookie": []}, {}]  # or refresh_token in the body
+    if path == "/auth/logout":
+        signed_in: list[dict[str, list[str]]] = [{"sessionCookie": []}]
+        if not trust:
+            signed_in.insert(0, {"bearerAuth": []})
+        return [{"refreshCookie": []}, *signed_in, {}]  # or refresh_token in the body
+    if trust:
+        # Nobody named: a guest identity is created (and set as a cookie).
+        return [
+            {"userIdHeader": []},
+            {"userIdQuery": []},
+            {"sessionCookie": []},
+            {"guestCookie": []},
+            {},
+        ]
+    found: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"sessionCookie": []}]
+    if method == "get" and path in STREAMS:
+        found.append({"ticket": []})
+    return found
+
+
+def error_response(status: int, description: str | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description or ERROR_STATUSES[status],
+        "content": {"application/json": {"schema": dict(ERROR_REF)}},
+    }
+    if status == 429:
+        response["headers"] = dict(RETRY_AFTER)
+    return response
+
 
 def _error_responses(*codes: int) -> dict[str, Any]:
-    ref = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
-    return {str(c): {"description": "error", **ref} for c in codes}
+    return {str(c): error_response(c) for c in codes}
 
 
 def _param(
@@ -153,49 +319,66 @@ def _schema(model: Any) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def install(app: FastAPI) -> None:
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes
-        )
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in (ErrorBody, MessageOut, SendIn, SendOut):
-            model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-            for name, sub in model_schema.pop("$defs", {}).items():
-                components.setdefault(name, sub)
-            components[model.__name__] = model_schema
-        auth_params = [
-            _param(
-                "User-ID", "header", {"type": "string"}, description="trust mode identity (seed)"
-            ),
-        ]
-        schema["paths"]["/chat/messages"] = {
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _status_object(value: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"type": "string", "enum": [value]}},
+    }
+
+
+# One Server-Sent Event as a client's parser reads it (the shape OpenAPI 3.2 gives the events of
+# a `text/event-stream`): `data` is JSON text; no `event` means a chat message.
+SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "event": {"type": "string", "description": "absent for a chat message"},
+        "data": {"type": "string", "description": "JSON text"},
+        "id": {"type": "string", "description": "a cursor to resume from (`Last-Event-ID`)"},
+        "retry": {"type": "integer", "description": "reconnection delay, ms"},
+    },
+}
+
+
+def _event_stream(description: str = "the event stream") -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"text/event-stream": {"schema": SSE_EVENT}},
+    }
+
+
+def raw_paths() -> dict[str, Any]:
+    """The raw-ASGI routes (``app.py`` serves them before FastAPI sees the request)."""
+    stream_cursor = _param(
+        "Last-Event-ID",
+        "header",
+        {"type": "string"},
+        description="sent by browsers on reconnect: the last `id:` received",
+    )
+    return {
+        "/chat/messages": {
             "post": {
                 "tags": ["messages"],
                 "summary": "Send a message",
                 "description": SEND_DESCRIPTION,
                 "operationId": "send_message",
-                "parameters": auth_params,
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": _schema(SendIn)}},
                 },
                 "responses": {
-                    "201": {
-                        "description": "stored",
-                        "content": {"application/json": {"schema": _schema(SendOut)}},
-                    },
-                    "200": {
-                        "description": "repeat of a client_msg_id: the original",
-                        "content": {"application/json": {"schema": _schema(SendOut)}},
-                    },
+                    "201": _json(_schema(SendOut), "stored"),
+                    "200": _json(_schema(SendOut), "repeat of a client_msg_id: the original"),
                     **_error_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
                 },
             }
-        }
-        schema["paths"]["/chat/events"] = {
+        },
+        "/chat/events": {
             "get": {
                 "tags": ["streams"],
                 "summary": "SSE stream of all my rooms",
@@ -208,20 +391,15 @@ def install(app: FastAPI) -> None:
                         {"type": "string"},
                         description="a cursor from an id: line",
                     ),
-                    _param("ticket", "query", {"type": "string"}),
-                    _param("Last-Event-ID", "header", {"type": "string"}),
-                    *auth_params,
+                    stream_cursor,
                 ],
                 "responses": {
-                    "200": {
-                        "description": "the event stream",
-                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
-                    },
-                    **_error_responses(400, 401, 503),
+                    "200": _event_stream(),
+                    **_error_responses(400, 401, 429, 503),
                 },
             }
-        }
-        schema["paths"]["/chat/room/{room_id}/poll"] = {
+        },
+        "/chat/room/{room_id}/poll": {
             "get": {
                 "tags": ["streams"],
                 "summary": "Long-poll one room",
@@ -252,28 +430,18 @@ def install(app: FastAPI) -> None:
                         "query",
                         {"type": "integer", "minimum": 1, "maximum": 200, "default": 100},
                     ),
-                    *auth_params,
                 ],
                 "responses": {
-                    "200": {
-                        "description": "messages after `after`, oldest first ([] on timeout); "
-                        "with changes=1, {events, next}",
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "oneOf": [
-                                        {"type": "array", "items": _schema(MessageOut)},
-                                        CHANGES_PAGE,
-                                    ]
-                                }
-                            }
-                        },
-                    },
-                    **_error_responses(401, 403, 404, 422, 503),
+                    "200": _json(
+                        {"oneOf": [{"type": "array", "items": _schema(MessageOut)}, CHANGES_PAGE]},
+                        "messages after `after`, oldest first ([] on timeout); with changes=1, "
+                        "{events, next}",
+                    ),
+                    **_error_responses(400, 401, 403, 404, 422, 429, 503),
                 },
             }
-        }
-        schema["paths"]["/chat/ws"] = {
+        },
+        "/chat/ws": {
             "get": {
                 "tags": ["streams"],
                 "summary": "WebSocket (JSON frames)",
@@ -281,11 +449,13 @@ def install(app: FastAPI) -> None:
                 "operationId": "websocket",
                 "responses": {
                     "101": {"description": "switching to WebSocket"},
-                    "403": {"description": "Origin not allowed"},
+                    "404": error_response(
+                        404, "a plain HTTP GET, not a WebSocket handshake: there is nothing here"
+                    ),
                 },
             }
-        }
-        schema["paths"]["/chat/room/{room_id}/events"] = {
+        },
+        "/chat/room/{room_id}/events": {
             "get": {
                 "tags": ["streams"],
                 "summary": "SSE stream of one room",
@@ -305,25 +475,113 @@ def install(app: FastAPI) -> None:
                         {"type": "string"},
                         description="any id this stream sent: a seq, or r<number>",
                     ),
-                    _param(
-                        "ticket",
-                        "query",
-                        {"type": "string"},
-                        description="one-time ticket from POST /auth/ticket",
-                    ),
-                    _param("Last-Event-ID", "header", {"type": "string"}),
-                    *auth_params,
+                    stream_cursor,
                 ],
                 "responses": {
-                    "200": {
-                        "description": "the event stream",
-                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
-                    },
-                    **_error_responses(400, 401, 403, 404, 503),
+                    "200": _event_stream(),
+                    **_error_responses(400, 401, 403, 404, 422, 429, 503),
                 },
             }
+        },
+    }
+
+
+# Success answers FastAPI cannot infer from the handlers (they return ``Response`` objects).
+EXTRA_SUCCESS: dict[tuple[str, str], dict[str, Any]] = {
+    ("get", "/healthz"): {"200": _json(_status_object("ok"), "the process is up")},
+    ("get", "/readyz"): {"200": _json(_status_object("ready"), "the store and broker answer")},
+    ("get", "/metrics"): {
+        "200": {
+            "description": "Prometheus text format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
         }
-        app.openapi_schema = schema
-        return schema
+    },
+    ("post", "/auth/logout"): {"200": _json(_status_object("logged_out"), "the session ended")},
+    ("post", "/chat/room/{room_id}/members"): {
+        "200": _json({"$ref": "#/components/schemas/InviteOut"}, "already a member")
+    },
+    ("post", "/chat/messages/{message_id}/reactions"): {
+        "200": _json(_schema(MessageOut), "you had already reacted so: the message")
+    },
+}
+
+
+def _error_statuses(auth: str, method: str, path: str, op: dict[str, Any]) -> set[int]:
+    """Every error an operation can answer, whatever the route's own code says."""
+    found = {int(s) for s in op.get("responses", {}) if s.isdigit() and int(s) >= 400}
+    if path == "/chat/ws":
+        return found
+    if path not in ("/healthz", "/metrics"):
+        found.add(503)
+    if method in _BODY_METHODS:
+        # Any body, even to a route that takes none, is checked before the route runs; and a
+        # change from another site that carries our cookies is refused.
+        found.update({400, 403, 413, 415})
+    if auth == "trust":
+        found.update({403, 421})
+    if path not in PUBLIC:
+        found.update({400, 401, 403})  # bad credentials; `user_id` naming someone else
+    if "{" in path:
+        found.add(404)
+    if (method, path) in RATE_LIMITED:
+        found.add(429)
+    if path == "/metrics":
+        found.add(401)  # when --metrics-token is set
+    return found
+
+
+def _describe_errors(auth: str, method: str, path: str, op: dict[str, Any]) -> None:
+    responses = op.setdefault("responses", {})
+    for status in sorted(_error_statuses(auth, method, path, op)):
+        given = responses.get(str(status), {}).get("description")
+        generic = given in (None, "error", "Validation Error", "Unprocessable Content")
+        responses[str(status)] = error_response(status, None if generic else given)
+
+
+def build_document(
+    app: FastAPI, *, auth: str = "jwt", metrics_token: bool = False
+) -> dict[str, Any]:
+    """``/openapi.json`` for a server in ``auth`` mode (``jwt`` or ``trust``): every route, the
+    credentials each accepts, and every status it can answer — every error with the one error
+    body ``{"error": {"code", "message", "details"?}}`` (``api/errors.py``)."""
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    components = schema.setdefault("components", {})
+    models = components.setdefault("schemas", {})
+    for model in (ErrorBody, MessageOut, SendIn, SendOut):
+        model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, sub in model_schema.pop("$defs", {}).items():
+            models.setdefault(name, sub)
+        models[model.__name__] = model_schema
+    # FastAPI's own 422 body is never sent: api/errors.py answers every failure with ErrorBody.
+    for name in ("HTTPValidationError", "ValidationError"):
+        models.pop(name, None)
+    schema["paths"].update(raw_paths())
+    room_id = {"type": "string", "pattern": f"^{ROOM_ID_RE.pattern}$"}
+    components["securitySchemes"] = security_schemes(auth, metrics_token=metrics_token)
+    for path, ops in schema["paths"].items():
+        for method, op in ops.items():
+            for status, response in EXTRA_SUCCESS.get((method, path), {}).items():
+                op["responses"][status] = response
+            for param in op.get("parameters", []):
+                if param["in"] == "path" and param["name"] == "room_id":
+                    param["schema"] = {**param["schema"], **room_id}  # else 422 invalid_room_id
+            _describe_errors(auth, method, path, op)
+            op["security"] = operation_security(auth, method, path, metrics_token=metrics_token)
+    schema["paths"] = dict(sorted(schema["paths"].items()))
+    return schema
+
+
+def install(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        runtime = getattr(app.state, "runtime", None)
+        settings = getattr(runtime, "settings", None)
+        auth = str(getattr(settings, "auth", "jwt"))
+        token = bool(getattr(settings, "metrics_token", None))
+        app.openapi_schema = build_document(app, auth=auth, metrics_token=token)
+        return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

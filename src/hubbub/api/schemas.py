@@ -2,9 +2,43 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from hubbub.auth.names import display_name_problem, normalise, username_problem
+
+
+def _username(value: str) -> str:
+    name = normalise(value)
+    problem = username_problem(name)
+    if problem is not None:
+        raise ValueError(problem)
+    return name
+
+
+def _display_name(value: str) -> str:
+    problem = display_name_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+Username = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=128,
+        description="3-32 letters (any script), digits, '_', '.', '-'; NFKC-normalised and "
+        "unique regardless of case (Alice = alice).",
+    ),
+    AfterValidator(_username),
+]
+RoomName = Annotated[
+    str,
+    Field(min_length=1, max_length=100),
+    AfterValidator(_display_name),
+]
 
 
 class ErrorDetail(BaseModel):
@@ -74,8 +108,12 @@ class Credentials(BaseModel):
 
 
 class Register(BaseModel):
-    username: str = Field(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
-    password: str = Field(min_length=8, max_length=256)
+    username: Username
+    password: str = Field(
+        max_length=256,
+        description="At least 8 characters, not the username, not a common password "
+        "(else 422 weak_password).",
+    )
 
 
 class UserOut(BaseModel):
@@ -104,7 +142,6 @@ class TicketOut(BaseModel):
 class PasswordChangeIn(BaseModel):
     old_password: str = Field(max_length=256)
     new_password: str = Field(
-        min_length=8,
         max_length=256,
         description="At least 8 characters, not the username, not a common password.",
     )
@@ -115,7 +152,7 @@ class PasswordChangedOut(BaseModel):
 
 
 class RoomIn(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
+    name: RoomName
     visibility: Literal["public", "private"] = "public"
     id: str | None = Field(
         None,
@@ -127,7 +164,7 @@ class RoomIn(BaseModel):
 class RoomPatch(BaseModel):
     """Room admins: rename, or change visibility (streamed as ``room_updated``)."""
 
-    name: str | None = Field(None, min_length=1, max_length=100)
+    name: RoomName | None = None
     visibility: Literal["public", "private"] | None = None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from importlib import resources
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -26,43 +27,15 @@ async def verify_password(stored: str | None, password: str) -> bool:
     return await asyncio.to_thread(check)
 
 
-# Passwords that guessing tools try first (all at least 8 characters; compared ignoring case).
-COMMON_PASSWORDS = frozenset(
-    {
-        "password",
-        "password1",
-        "password12",
-        "password123",
-        "passw0rd",
-        "12345678",
-        "123456789",
-        "1234567890",
-        "87654321",
-        "11111111",
-        "00000000",
-        "qwertyui",
-        "qwertyuiop",
-        "qwerty123",
-        "1q2w3e4r",
-        "1qaz2wsx",
-        "asdfghjkl",
-        "iloveyou",
-        "iloveyou1",
-        "sunshine",
-        "princess",
-        "football",
-        "baseball",
-        "superman",
-        "trustno1",
-        "letmein1",
-        "welcome1",
-        "abcd1234",
-        "abc12345",
-        "aa123456",
-        "changeme",
-        "zaq12wsx",
-    }
-)
+def _common_passwords() -> frozenset[str]:
+    """The list shipped with the package (``common-passwords.txt``), folded for comparison."""
+    text = resources.files("hubbub.auth").joinpath("common-passwords.txt").read_text("utf-8")
+    return frozenset(
+        line.strip().casefold() for line in text.splitlines() if line.strip() and line[0] != "#"
+    )
+
+
+COMMON_PASSWORDS = _common_passwords()
 MIN_PASSWORD_CHARS = 8
 
 

@@ -110,11 +110,19 @@ class RedisPresence:
         if not users:
             return {}
         now = time.time()
-        async with self._client.pipeline(transaction=False) as pipe:
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for user in users:
+                    pipe.zcount(self._conns(user), now, "+inf")
+                    pipe.exists(f"{self._p}away:{user}")
+                found = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            # Presence is live-only and best effort: with Redis away, answer from what this
+            # node knows rather than fail the stream (or WebSocket subscribe) asking for it.
+            log.warning("presence statuses unavailable: %s", exc)
+            found = []
             for user in users:
-                pipe.zcount(self._conns(user), now, "+inf")
-                pipe.exists(f"{self._p}away:{user}")
-            found = await pipe.execute()
+                found += [len(self._local.get(user, ())), 0]
         out: dict[str, Status] = {}
         for i, user in enumerate(users):
             live, away = int(found[2 * i]), int(found[2 * i + 1])

@@ -200,6 +200,18 @@ class Store(Protocol):
     async def rev_at(self, room_id: str, seq: int) -> int: ...
 
     async def position(self) -> int: ...
+
+    async def log_between(self, after: int, through: int, channels: Sequence[str]) -> list[Entry]:
+        """The entries of ``channels`` (rooms and personal channels) with stream positions in
+        ``(after, through]``, in position order."""
+        ...
+
+    async def visible_position(self, user_id: str, room_ids: Sequence[str]) -> int:
+        """The newest stream position among the entries ``user_id`` can see (rooms
+        ``room_ids`` and their personal channel): where a fresh ``/chat/events`` stream starts,
+        so its cursor moves only with what its caller can read."""
+        ...
+
     async def purge_older_than(self, days: int) -> tuple[int, list[str]]: ...
 
     # search

@@ -11,6 +11,8 @@ users = sa.Table(
     metadata,
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("username", sa.String(64), nullable=False, unique=True),
+    # hubbub.auth.names.username_key for accounts with a password (migration 0007)
+    sa.Column("username_key", sa.String(128), nullable=True, unique=True),
     sa.Column("password_hash", sa.Text, nullable=True),
     sa.Column("created_at", sa.String(32), nullable=False),
 )

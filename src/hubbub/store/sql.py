@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,9 +31,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from hubbub.auth.names import username_key
 from hubbub.changes import Change, Entry, LoggedMessage, Pending, merge
 from hubbub.config import normalise_database_url
 from hubbub.encoding import line_safe_json
+from hubbub.errors import Unavailable
 from hubbub.fulltext import Span, highlights
 from hubbub.models import (
     FileInfo,
@@ -62,6 +64,7 @@ from hubbub.store.changelog import (
     record,
     room_changes,
     take_positions,
+    to_change,
     user_changes,
 )
 from hubbub.store.schema import (
@@ -81,7 +84,48 @@ from hubbub.store.schema import (
 log = logging.getLogger("hubbub.store")
 
 # The database is away (or too slow): the whole batch fails with 503, nothing is retried here.
-_UNAVAILABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, TimeoutError, OSError)
+_UNAVAILABLE = (
+    Unavailable,
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+    TimeoutError,
+    OSError,
+)
+# SQLSTATE classes that mean "the server, not the statement": connection exception,
+# insufficient resources, operator intervention (57P03 "the database system is starting up"
+# while PostgreSQL restarts, which asyncpg raises and SQLAlchemy wraps as a plain DBAPIError).
+_AWAY_STATES = ("08", "53", "57")
+
+
+def store_away(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database is unreachable (503) rather than that a statement was
+    wrong (a bug, or a bad value that is the caller's own 4xx)."""
+    if isinstance(exc, _UNAVAILABLE):
+        return True
+    if isinstance(exc, sa.exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        for cause in (exc.orig, getattr(exc.orig, "__cause__", None)):
+            state = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+            if isinstance(state, str) and state[:2] in _AWAY_STATES:
+                return True
+    return False
+
+
+async def _away_is_503(work: Awaitable[T]) -> T:
+    """A database that is away is ``Unavailable`` (503) for every caller, whatever exception
+    the driver raised for it."""
+    try:
+        return await work
+    except Unavailable:
+        raise
+    except Exception as exc:
+        if store_away(exc):
+            raise Unavailable(
+                "the store is unavailable; try again", code="store_unavailable"
+            ) from exc
+        raise
+
 
 T = TypeVar("T")
 Work = Callable[[Connection], T]
@@ -103,6 +147,7 @@ class SqlStore:
         self.dialect = parsed.get_backend_name()
         self._sync_mode = sqlite_synchronous
         self._async: AsyncEngine | None = None
+        self._snapshot_reads: AsyncEngine | None = None  # PostgreSQL: see below
         self._known_users: set[str] = set()  # trust-mode users known to exist
         self._writer: Engine | None = None
         self._reader: Engine | None = None
@@ -132,6 +177,10 @@ class SqlStore:
                 pool_timeout=10,
                 connect_args={"timeout": 4, "command_timeout": 4},
             )
+            # Reads that take more than one statement and must see one moment of the store
+            # (a log page: two scans merged). PostgreSQL's default, READ COMMITTED, gives each
+            # statement its own snapshot; SQLite's read transaction is one snapshot already.
+            self._snapshot_reads = self._async.execution_options(isolation_level="REPEATABLE READ")
 
     def _configure_sqlite(self, engine: Engine, begin: str) -> None:
         sync_mode = self._sync_mode
@@ -154,6 +203,14 @@ class SqlStore:
 
     async def _write(self, work: Work[T]) -> T:
         """Run ``work`` in one write transaction (committed when it returns)."""
+        return await _away_is_503(self._write_raw(work))
+
+    async def _read(self, work: Work[T], *, snapshot: bool = False) -> T:
+        """Run ``work`` on a reading connection; ``snapshot``: every statement of it sees the
+        same moment of the store (see :meth:`room_log`)."""
+        return await _away_is_503(self._read_raw(work, snapshot))
+
+    async def _write_raw(self, work: Work[T]) -> T:
         if self._async is not None:
             async with self._async.begin() as conn:
                 return await conn.run_sync(work)
@@ -166,9 +223,10 @@ class SqlStore:
 
         return await asyncio.get_running_loop().run_in_executor(self._write_thread, run)
 
-    async def _read(self, work: Work[T]) -> T:
+    async def _read_raw(self, work: Work[T], snapshot: bool = False) -> T:
         if self._async is not None:
-            async with self._async.connect() as conn:
+            engine = self._snapshot_reads if snapshot and self._snapshot_reads else self._async
+            async with engine.connect() as conn:
                 return await conn.run_sync(work)
         reader = self._reader
         assert reader is not None
@@ -227,6 +285,7 @@ class SqlStore:
             users.insert().values(
                 id=user.id,
                 username=username,
+                username_key=username_key(username) if password_hash is not None else None,
                 password_hash=password_hash,
                 created_at=user.created_at,
             )
@@ -237,7 +296,16 @@ class SqlStore:
         await self._write(lambda c: self._ensure_users(c, [user_id]))
 
     async def user_by_name(self, username: str) -> tuple[User, str | None] | None:
-        row = await self._first(sa.select(users).where(users.c.username == username))
+        """The account named exactly ``username``, else the one whose name is the same
+        regardless of case and Unicode form (``auth/names.py``)."""
+        row = await self._first(
+            sa.select(users)
+            .where(
+                sa.or_(users.c.username == username, users.c.username_key == username_key(username))
+            )
+            .order_by(sa.case((users.c.username == username, 0), else_=1))
+            .limit(1)
+        )
         if row is None:
             return None
         return User(id=row.id, username=row.username, created_at=row.created_at), row.password_hash
@@ -1048,7 +1116,10 @@ class SqlStore:
         self, room_id: str, after: int, limit: int, before: int | None = None
     ) -> list[Entry]:
         """A room's stored events with ``after < rev < before``, in ``rev`` order: messages
-        (in their current state) and changes, merged. Two index range scans."""
+        (in their current state) and changes, merged. Two index range scans, read in one
+        snapshot: a message and a later change committed between the scans must not come back
+        as the change alone (the page would end past the message, and a resume from its end
+        would skip it for good)."""
         query = sa.select(messages).where(messages.c.room_id == room_id, messages.c.rev > after)
         if before is not None:
             query = query.where(messages.c.rev < before)
@@ -1060,7 +1131,7 @@ class SqlStore:
                 found, room_changes(conn, room_id, after, before, limit), limit, by_position=False
             )
 
-        return await self._read(work)
+        return await self._read(work, snapshot=True)
 
     async def user_log(
         self, user_id: str, after: int, limit: int, *, only_room: str | None = None
@@ -1093,7 +1164,7 @@ class SqlStore:
             )
             return merge(found, changed, limit, by_position=True)
 
-        return await self._read(work)
+        return await self._read(work, snapshot=True)  # one moment, as room_log
 
     async def rev_at(self, room_id: str, seq: int) -> int:
         """The ``rev`` of message ``seq`` (or of the newest one before it): where a client that
@@ -1110,6 +1181,72 @@ class SqlStore:
         """The newest stream position handed out."""
         row = await self._first(sa.select(counters.c.value).where(counters.c.name == "messages"))
         return 0 if row is None else int(row.value)
+
+    async def log_between(self, after: int, through: int, channels: Sequence[str]) -> list[Entry]:
+        """Range scans on the positions (``messages.gseq``, the ``changes`` key), filtered by
+        channel: settles a gap the hub saw in live stream positions."""
+        rooms_only = [c for c in channels if not c.startswith("@")]
+
+        def work(conn: Connection) -> list[Entry]:
+            found: list[LoggedMessage] = []
+            changed: list[Change] = []
+            for start in range(0, max(len(channels), 1), 500):
+                chunk = list(channels[start : start + 500])
+                room_chunk = [c for c in chunk if c in rooms_only]
+                if room_chunk:
+                    query = sa.select(messages).where(
+                        messages.c.gseq > after,
+                        messages.c.gseq <= through,
+                        messages.c.room_id.in_(room_chunk),
+                    )
+                    found += _logged(conn, conn.execute(query).all())
+                if chunk:
+                    query = sa.select(changes).where(
+                        changes.c.position > after,
+                        changes.c.position <= through,
+                        changes.c.room_id.in_(chunk),
+                    )
+                    changed += [to_change(r) for r in conn.execute(query).all()]
+            return merge(found, changed, len(found) + len(changed), by_position=True)
+
+        if not channels or through <= after:
+            return []
+        return await self._read(work)
+
+    async def visible_position(self, user_id: str, room_ids: Sequence[str]) -> int:
+        """Point lookups only: a room's newest entry is the message or change whose ``rev`` is
+        the room's ``last_rev`` (``ix_messages_room_rev``, ``ix_changes_room_rev``); the
+        personal channel's is one seek on ``ix_changes_room_position``."""
+
+        def work(conn: Connection) -> int:
+            newest = [
+                conn.execute(
+                    sa.select(sa.func.max(changes.c.position)).where(
+                        changes.c.room_id == personal_channel(user_id)
+                    )
+                ).scalar()
+            ]
+            for start in range(0, len(room_ids), 500):
+                chunk = list(room_ids[start : start + 500])
+                for table, column in ((messages, messages.c.gseq), (changes, changes.c.position)):
+                    newest.append(
+                        conn.execute(
+                            sa.select(sa.func.max(column))
+                            .select_from(
+                                rooms.join(
+                                    table,
+                                    sa.and_(
+                                        table.c.room_id == rooms.c.id,
+                                        table.c.rev == rooms.c.last_rev,
+                                    ),
+                                )
+                            )
+                            .where(rooms.c.id.in_(chunk))
+                        ).scalar()
+                    )
+            return max((int(n) for n in newest if n is not None), default=0)
+
+        return await self._read(work)
 
     async def heads(self, room_ids: list[str]) -> dict[str, int]:
         """Each room's newest ``rev`` (the head of its log), in one query."""

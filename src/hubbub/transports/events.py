@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from hubbub.api.raw import Receive, Scope, Send, credentials, header, query, send_error
+from hubbub.api.raw import Receive, Scope, Send, credentials, header, query
 from hubbub.encoding import Event, cursor, parse_cursor, sse_named, sse_retry
 from hubbub.errors import BadRequest, HubbubError, Unavailable
 from hubbub.hub import Connection, personal_channel
 from hubbub.transports.handoff import hand_over
-from hubbub.transports.resume import StreamLife, replay_user
-from hubbub.transports.sse import keep_until_lost, start_stream, uvicorn_seam
+from hubbub.transports.resume import StreamLife, events_of, replay_user
+from hubbub.transports.sse import keep_until_lost, send_stream_error, start_stream, uvicorn_seam
 
 if TYPE_CHECKING:
     from hubbub.runtime import Runtime
@@ -54,9 +54,11 @@ class AllRoomsStreams:
     async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         rt = self.rt
         params = query(scope)
+        life = StreamLife(rt, "sse")
         try:
             if rt.hub.closing:
                 raise Unavailable("the server is shutting down; reconnect", code="shutting_down")
+            life.admit()
             after = parse_events_cursor(
                 header(scope, b"last-event-id") or params.get("last_event_id")
             )
@@ -64,11 +66,19 @@ class AllRoomsStreams:
                 credentials(scope, params), ensure_user=False, allow_ticket=True
             )
             transport, flow = uvicorn_seam(send)
+            life.claim(who.user_id)
         except HubbubError as exc:
-            await send_error(send, exc)
+            life.release()
+            await send_stream_error(send, exc)
             return
-        conn = await start_stream(rt, send, transport, flow, who, "all")
-        life = StreamLife(rt, conn, "sse")
+        except BaseException:
+            life.release()
+            raise
+        try:
+            conn = await start_stream(rt, send, transport, flow, who, "all")
+        except BaseException:
+            life.release()
+            raise
         self._locks[conn] = lock = asyncio.Lock()
         self.streams.add(conn)
 
@@ -78,7 +88,7 @@ class AllRoomsStreams:
             await life.end()
 
         try:
-            await life.begin()
+            await life.begin(conn)
             async with lock:
                 # Listen first (everything queues), then look: nothing falls between.
                 await rt.hub.attach(conn, personal_channel(who.user_id), replaying=True)
@@ -87,10 +97,16 @@ class AllRoomsStreams:
                     return
                 room_ids = await rt.store.room_ids_of(who.user_id)
                 await asyncio.gather(*[rt.hub.attach(conn, r, replaying=True) for r in room_ids])
-                start = after if after is not None else await rt.store.position()
+                # A fresh stream starts at the newest entry its caller can see: its cursor
+                # never moves with activity in rooms the caller cannot read.
+                start = (
+                    after
+                    if after is not None
+                    else await rt.store.visible_position(who.user_id, room_ids)
+                )
                 snapshot = await rt.presence_snapshots.of(room_ids, per_room=False)
                 conn.send_frames(
-                    sse_retry(rt.settings.retry_ms)
+                    sse_retry(rt.stream_limits.jittered_retry_ms())
                     + b"id: %s\n" % cursor(start).encode()
                     + sse_named(
                         "connected",
@@ -105,15 +121,32 @@ class AllRoomsStreams:
                 )
                 conn.last_presence = {e.data.split(b'"status"', 1)[0]: e.data for e in snapshot}
                 await replay_user(rt, conn, start, replay=after is not None)
+            life.settled()
             stream = hand_over(send, transport)
         except Exception:
             log.exception("/chat/events stream of %s failed", who.user_id)
             conn.abort()
             await cleanup()
             return
+        except BaseException:
+            conn.abort()
+            self.streams.discard(conn)
+            self._locks.pop(conn, None)
+            life.release()
+            raise
         await keep_until_lost(conn, stream, receive, cleanup)
 
     # following membership ----------------------------------------------------------------
+
+    async def _room_since(self, user_id: str, room_id: str, since: int) -> list[Event]:
+        page_size = self.rt.settings.replay_page
+        out: list[Event] = []
+        while True:
+            page = await self.rt.store.user_log(user_id, since, page_size, only_room=room_id)
+            out += events_of(page)
+            if len(page) < page_size:
+                return out
+            since = page[-1].position
 
     def _personal(self, event: Event) -> None:
         if event.name not in ("room_added", "room_removed"):
@@ -129,6 +162,10 @@ class AllRoomsStreams:
         since = max(0, (event.position or 0) - 2)
         for conn in list(self.streams):
             if conn.user_id == user_id:
+                if event.name == "room_added" and conn.pending is None:
+                    # From now on the stream's events queue (in position order), so the new
+                    # room's stored entries can be merged in among them by position.
+                    conn.pending = []
                 task = asyncio.get_running_loop().create_task(
                     self._follow(conn, room_id, event.name == "room_added", since)
                 )
@@ -145,14 +182,32 @@ class AllRoomsStreams:
             if not joined:
                 await self.rt.hub.detach_room(conn, room_id)
                 return
-            if room_id in conn.room_set:
-                return
-            # Queue everything, join the room, and replay the room's log since the join from
-            # the store; what queued meanwhile follows, nothing twice.
-            conn.pending = []
+            if conn.pending is None:
+                conn.pending = []
             try:
-                await self.rt.hub.attach(conn, room_id, replaying=True)
-                await replay_user(self.rt, conn, since, only_room=room_id)
+                if room_id not in conn.room_set:
+                    # Listen first (live events queue), then read the store: nothing falls
+                    # between, and the two are merged by position, each entry once.
+                    await self.rt.hub.attach(conn, room_id, replaying=True)
+                    stored = await self._room_since(conn.user_id, room_id, since)
+                else:
+                    stored = []
+                queued = self.rt.hub.go_live(conn)
+                by_position: dict[int, Event] = {}
+                unpositioned: list[Event] = []
+                for e in [*stored, *queued]:
+                    if e.position is None:
+                        unpositioned.append(e)
+                    elif e.position > conn.position and (
+                        e.exclude != conn.user_id and e.exclude_user_streams != conn.user_id
+                    ):
+                        by_position.setdefault(e.position, e)
+                out = [by_position[p] for p in sorted(by_position)]
+                out += [e for e in unpositioned if e.exclude != conn.user_id]
+                if out and not conn.transport.is_closing():
+                    conn.send_frames(b"".join([e.sse_all for e in out]))
+                    if by_position:
+                        conn.position = max(conn.position, max(by_position))
                 # Presence is live only: who of the new room is online now.
                 snapshot = await self.rt.presence_snapshots.of([room_id], per_room=True)
                 if snapshot and not conn.transport.is_closing():

@@ -8,6 +8,7 @@ same bytes the streams carry.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from hubbub.api.raw import Receive, Scope, Send, credentials, query, send_error, send_json
@@ -29,6 +30,7 @@ class _Parked:
     """A waiting poll has no socket for the hub to write to; it only wants to be woken."""
 
     write_paused = False
+    gone = False  # the client hung up: stop waiting (and give its stream slot back)
 
     def write(self, data: bytes) -> None:
         return None
@@ -40,7 +42,7 @@ class _Parked:
         return None
 
     def is_closing(self) -> bool:
-        return False
+        return self.gone
 
     async def drain(self) -> None:
         return None
@@ -61,9 +63,11 @@ def _number(params: dict[str, str], name: str, default: float | None, high: floa
 
 async def poll(rt: Runtime, scope: Scope, receive: Receive, send: Send, room_id: str) -> None:
     params = query(scope)
+    life = StreamLife(rt, "longpoll")
     try:
         if rt.hub.closing:
             raise Unavailable("the server is shutting down; retry", code="shutting_down")
+        life.admit()
         changes = params.get("changes", "") in ("1", "true")
         cursor = None
         after_f = None
@@ -79,9 +83,14 @@ async def poll(rt: Runtime, scope: Scope, receive: Receive, send: Send, room_id:
             credentials(scope, params), ensure_user=False, allow_ticket=True
         )
         room = await rt.service.open_room(who, room_id)
+        life.claim(who.user_id)
     except HubbubError as exc:
+        life.release()
         await send_error(send, exc)
         return
+    except BaseException:
+        life.release()
+        raise
 
     parked = _Parked()
     conn = Connection(parked, parked, who.user_id, "poll", who.session_id)
@@ -92,10 +101,10 @@ async def poll(rt: Runtime, scope: Scope, receive: Receive, send: Send, room_id:
             woken.set_result(None)
 
     conn.on_end = wake  # shutdown (and revocation) answer every waiting poll at once
+    watcher: asyncio.Task[None] | None = None
     conn.wake = wake
-    life = StreamLife(rt, conn, "longpoll")
     try:
-        await life.begin()
+        await life.begin(conn)
         await rt.hub.attach(conn, room_id, replaying=True)
         if changes:
             after = rt.hub.head(room_id) if cursor is None else await room_rev(rt, room_id, cursor)
@@ -122,8 +131,10 @@ async def poll(rt: Runtime, scope: Scope, receive: Receive, send: Send, room_id:
                     if e.seq is not None and e.seq > through
                 ][:limit]
 
+        life.settled()  # waiting costs no setup work
         if not found:
             deadline = asyncio.get_running_loop().time() + (timeout or 0)
+            watcher = asyncio.get_running_loop().create_task(_hang_up(receive, parked, wake))
             while not rt.hub.closing:
                 found = fresh()
                 if found:
@@ -140,11 +151,24 @@ async def poll(rt: Runtime, scope: Scope, receive: Receive, send: Send, room_id:
         await send_error(send, exc)
         return
     finally:
+        if watcher is not None:
+            watcher.cancel()
         await life.end()
+    if parked.gone:
+        return
     if changes:
         await send_json(send, 200, _changes_body(found, after if not found else None))
     else:
         await send_json(send, 200, b"[" + b",".join([e.data for e in found]) + b"]")
+
+
+async def _hang_up(receive: Receive, parked: _Parked, wake: Callable[[], None]) -> None:
+    """A client that leaves while its poll waits ends the poll at once, not at its timeout:
+    its stream slot (and presence) must not outlive it."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    parked.gone = True
+    wake()
 
 
 def _changes_body(found: list[Event], after: int | None) -> bytes:

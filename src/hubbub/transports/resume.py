@@ -257,32 +257,64 @@ class PresenceSnapshots:
 
 
 class StreamLife:
-    """What every stream does when it opens and when it ends, in one place: the connection
-    gauge, presence (online while any connection is open), and leaving the hub."""
+    """What every stream does when it opens and when it ends, in one place: the limits (see
+    :mod:`hubbub.transports.limits`), the connection gauge, presence (online while any
+    connection is open), and leaving the hub.
 
-    __slots__ = ("_ended", "conn", "conn_id", "label", "rt")
+    The order every transport follows: :meth:`admit` first (503 ``server_busy``, before any
+    work), then authenticate, :meth:`claim` (429 ``too_many_streams``) before the response
+    starts, :meth:`begin`, the replay, :meth:`settled` once live; :meth:`end` on every way out
+    (idempotent), or :meth:`release` where no stream began (an error answer, a cancellation),
+    so no slot outlives its stream."""
 
-    def __init__(self, rt: Runtime, conn: Connection, label: str) -> None:
+    __slots__ = ("_begun", "_claimed", "_ended", "_pending", "conn", "conn_id", "label", "rt")
+
+    def __init__(self, rt: Runtime, label: str) -> None:
         self.rt = rt
-        self.conn = conn
         self.label = label
+        self.conn: Connection | None = None
         self.conn_id = uuid.uuid4().hex
         self._ended = False
+        self._begun = False
+        self._pending = False
+        self._claimed: str | None = None
 
-    async def begin(self) -> None:
+    def admit(self) -> None:
+        self.rt.stream_limits.admit()
+        self._pending = True
+
+    def claim(self, user_id: str) -> None:
+        self.rt.stream_limits.claim(user_id)
+        self._claimed = user_id
+
+    def settled(self) -> None:
+        """Set up (live, or answered): the admission slot goes to the next stream."""
+        if self._pending:
+            self._pending = False
+            self.rt.stream_limits.settled()
+
+    def release(self) -> None:
+        self.settled()
+        user_id, self._claimed = self._claimed, None
+        if user_id is not None:
+            self.rt.stream_limits.release(user_id)
+
+    async def begin(self, conn: Connection) -> None:
+        self.conn = conn
         self.rt.metrics.connections.labels(self.label).inc()
-        await self.rt.service.presence.connect(self.conn.user_id, self.conn_id)
+        self._begun = True
+        await self.rt.service.presence.connect(conn.user_id, self.conn_id)
 
     async def ended_meanwhile(self) -> bool:
         """Whether the session that opened this stream ended between authentication and the
         stream joining the hub (a revocation announced then found no connection to close).
         Every node's session cache learns of revocations at once, so this costs no query."""
-        session_id = self.conn.session_id
-        if session_id is None:
+        conn = self.conn
+        if conn is None or conn.session_id is None:
             return False
-        record = await self.rt.auth.session(session_id)
+        record = await self.rt.auth.session(conn.session_id)
         if record is None or record.revoked:
-            self.conn.close(WS_REVOKED)
+            conn.close(WS_REVOKED)
             return True
         return False
 
@@ -290,6 +322,10 @@ class StreamLife:
         if self._ended:
             return
         self._ended = True
+        self.release()
+        conn = self.conn
+        if not self._begun or conn is None:
+            return
         self.rt.metrics.connections.labels(self.label).dec()
-        await self.rt.hub.detach(self.conn)
-        await self.rt.service.presence.disconnect(self.conn.user_id, self.conn_id)
+        await self.rt.hub.detach(conn)
+        await self.rt.service.presence.disconnect(conn.user_id, self.conn_id)

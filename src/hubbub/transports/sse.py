@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from hubbub.api.raw import Receive, Scope, Send, credentials, header, query, send_error
 from hubbub.auth.identity import Identity
-from hubbub.encoding import room_cursor, sse_named, sse_retry
+from hubbub.encoding import room_cursor, sse_named, sse_retry, to_json
 from hubbub.errors import HubbubError, Unavailable
 from hubbub.hub import Connection
 from hubbub.transports.handoff import StreamProtocol, after_loss, hand_over
@@ -77,13 +77,39 @@ def uvicorn_seam(send: Send) -> tuple[Any, Any]:
     return transport, flow
 
 
+async def send_stream_error(send: Send, error: HubbubError) -> None:
+    """An SSE stream that cannot start. A browser's ``EventSource`` gives up for good on any
+    answer but 200, so a *temporary* refusal (503: the server is busy setting up other streams,
+    shutting down, or its store is away) is a 200 stream that says when to come back
+    (``retry:``, jittered like every ``Retry-After``) and ends: the browser reconnects by
+    itself, with its ``Last-Event-ID``, and loses nothing. The error is in a comment line.
+    Anything else (401, 404, 429 …) is the plain error answer."""
+    retry_after = getattr(error, "retry_after", None)
+    if error.status != 503:
+        await send_error(send, error)
+        return
+    wait_ms = int(retry_after * 1000) if retry_after else 3000
+    body = b"retry: %d\n: %s\n\n" % (wait_ms, to_json(error.body()))
+    headers = [
+        (b"content-type", b"text/event-stream; charset=utf-8"),
+        (b"cache-control", b"no-store"),
+        (b"x-accel-buffering", b"no"),
+        (b"content-length", b"%d" % len(body)),
+        (b"retry-after", b"%d" % max(1, wait_ms // 1000)),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 async def room_stream(
     rt: Runtime, scope: Scope, receive: Receive, send: Send, room_id: str
 ) -> None:
     params = query(scope)
+    life = StreamLife(rt, "sse")
     try:
         if rt.hub.closing:
             raise Unavailable("the server is shutting down; reconnect", code="shutting_down")
+        life.admit()
         cursor = parse_room_cursor(header(scope, b"last-event-id") or params.get("last_event_id"))
         who = await rt.auth.identify(
             credentials(scope, params), ensure_user=False, allow_ticket=True
@@ -93,14 +119,22 @@ async def room_stream(
         reset: int | None = None
         if cursor is not None and rt.settings.retention_days is not None:
             reset = await _reset_to(rt, room_id, cursor)
+        life.claim(who.user_id)
     except HubbubError as exc:
-        await send_error(send, exc)
+        life.release()
+        await send_stream_error(send, exc)
         return
+    except BaseException:
+        life.release()
+        raise
 
-    conn = await start_stream(rt, send, transport, flow, who, "sse")
-    life = StreamLife(rt, conn, "sse")
     try:
-        await life.begin()
+        conn = await start_stream(rt, send, transport, flow, who, "sse")
+    except BaseException:
+        life.release()
+        raise
+    try:
+        await life.begin(conn)
         # Everything live queues until the hello (and the replay) are out.
         await rt.hub.attach(conn, room_id, replaying=True)
         if await life.ended_meanwhile():
@@ -115,7 +149,7 @@ async def room_stream(
         # drops before its first event still resumes from here, not from "live only".
         start = after if after is not None else rt.hub.head(room_id)
         hello = (
-            sse_retry(rt.settings.retry_ms)
+            sse_retry(rt.stream_limits.jittered_retry_ms())
             + b"id: %s\n" % room_cursor(start).encode()
             + sse_named("connected", {"status": "ok", "room_id": room_id, "user_id": who.user_id})
         )
@@ -124,12 +158,17 @@ async def room_stream(
         snapshot = await rt.presence_snapshots.of([room_id], per_room=True)
         conn.send_frames(hello + b"".join([e.sse for e in snapshot]))
         await replay_room(rt, conn, room_id, start, replay=after is not None)
+        life.settled()
         stream = hand_over(send, transport)
     except Exception:
         log.exception("stream of room %s failed", room_id)
         conn.abort()
         await life.end()
         return
+    except BaseException:
+        conn.abort()
+        life.release()
+        raise
     await keep_until_lost(conn, stream, receive, life.end)
 
 

@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING, Annotated, Any
-from urllib.parse import urlsplit
 
 import msgspec
 
+from hubbub.api.guard import origin_allowed
 from hubbub.api.raw import (
+    JSON_TYPE,
     Receive,
     Scope,
     Send,
     credentials,
     decode_json,
-    header,
     json_too_deep,
     lenient_field,
     query,
@@ -50,6 +50,7 @@ log = logging.getLogger("hubbub.ws")
 
 POLICY_VIOLATION = 1008
 SERVICE_RESTART = 1012
+TRY_AGAIN_LATER = 1013
 
 
 def _close_frame(code: int) -> bytes:
@@ -70,16 +71,6 @@ class WsFlow:
 
     async def drain(self) -> None:
         await self._protocol.writable.wait()
-
-
-def origin_allowed(scope: Scope, allowed: list[str]) -> bool:
-    """Browsers send Origin; accept our own host or a configured origin. No Origin: not a
-    browser, nothing to check (authentication still applies)."""
-    origin = header(scope, b"origin")
-    if origin is None or "*" in allowed or origin in allowed:
-        return True
-    host = header(scope, b"host")
-    return host is not None and urlsplit(origin).netloc.lower() == host.lower()
 
 
 _Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]
@@ -220,6 +211,27 @@ class WebSocketSession:
             raise Invalid(f"unknown op {op.op!r}", code="unknown_op")
 
 
+async def refuse(scope: Scope, send: Send, error: HubbubError) -> None:
+    """A stream limit refuses the upgrade itself: an HTTP answer (429 ``too_many_streams`` or
+    503 ``server_busy``, with ``Retry-After`` and the error body) where the server speaks the
+    ASGI WebSocket denial extension (uvicorn does), so no WebSocket is ever opened; elsewhere
+    the socket opens, gets an ``error`` frame and closes with 1013 (try again later)."""
+    if "websocket.http.response" in (scope.get("extensions") or {}):
+        headers = [(b"content-type", JSON_TYPE)]
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            headers.append((b"retry-after", str(retry_after).encode()))
+        await send(
+            {"type": "websocket.http.response.start", "status": error.status, "headers": headers}
+        )
+        await send({"type": "websocket.http.response.body", "body": to_json(error.body())})
+        return
+    await send({"type": "websocket.accept"})
+    frame = b'{"event":"error","data":' + to_json(error.body()["error"]) + b"}"
+    await send({"type": "websocket.send", "text": frame.decode()})
+    await send({"type": "websocket.close", "code": TRY_AGAIN_LATER})
+
+
 async def websocket_endpoint(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
     if (await receive())["type"] != "websocket.connect":
         return
@@ -229,23 +241,41 @@ async def websocket_endpoint(rt: Runtime, scope: Scope, receive: Receive, send: 
     protocol = getattr(send, "__self__", None)
     transport = getattr(protocol, "transport", None)
     params = query(scope)
+    life = StreamLife(rt, "websocket")
+    error: HubbubError | None = None
     try:
-        # `?after=<cursor>`: the personal changes since an id the socket had (a `g…` id).
-        after = parse_events_cursor(params.get("after"))
-        who = await rt.auth.identify(
-            credentials(scope, params), ensure_user=False, allow_ticket=True
-        )
-        error: HubbubError | None = None
+        life.admit()
+        try:
+            # `?after=<cursor>`: the personal changes since an id the socket had (a `g…` id).
+            after = parse_events_cursor(params.get("after"))
+            who = await rt.auth.identify(
+                credentials(scope, params), ensure_user=False, allow_ticket=True
+            )
+        except HubbubError as exc:
+            error = exc
+        else:
+            life.claim(who.user_id)
     except HubbubError as exc:
-        error = exc
-    await send({"type": "websocket.accept"})
+        life.release()
+        await refuse(scope, send, exc)
+        return
+    except BaseException:
+        life.release()
+        raise
     if error is not None or transport is None:
+        life.release()
+        await send({"type": "websocket.accept"})
         if error is not None:
             frame = b'{"event":"error","data":' + to_json(error.body()["error"]) + b"}"
             await send({"type": "websocket.send", "text": frame.decode()})
         await send({"type": "websocket.close", "code": POLICY_VIOLATION})
         return
 
+    try:
+        await send({"type": "websocket.accept"})
+    except BaseException:
+        life.release()
+        raise
     transport.set_write_buffer_limits(high=rt.settings.stream_buffer_bytes)
     drop_when_unacknowledged(transport, rt.settings.stale_timeout)
     conn = Connection(transport, WsFlow(protocol), who.user_id, "ws", who.session_id)
@@ -258,15 +288,15 @@ async def websocket_endpoint(rt: Runtime, scope: Scope, receive: Receive, send: 
     conn.on_end = end
     rt.hub.connections.add(conn)
     session = WebSocketSession(rt, conn, who)
-    life = StreamLife(rt, conn, "websocket")
     try:
-        await life.begin()
+        await life.begin(conn)
         # The user's own changes (rooms added or removed, read moves) arrive live.
         await rt.hub.attach(conn, personal_channel(who.user_id), replaying=after is not None)
         if await life.ended_meanwhile():
             return
         if after is not None:
             await replay_personal(rt, conn, after)
+        life.settled()
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
