@@ -81,7 +81,7 @@ class HubbubApp:
                 return
         if scope["type"] == "websocket":
             if self.runtime is not None and scope["path"] == "/chat/ws":
-                await websocket_endpoint(self.runtime, scope, receive, send)
+                await websocket_endpoint(self.runtime.streams, scope, receive, send)
             else:
                 await receive()
                 await send({"type": "websocket.close", "code": 1008})
@@ -98,7 +98,7 @@ class HubbubApp:
             if path.startswith("/chat/room/") and path.endswith("/poll") and method == "GET":
                 room_id = path[len("/chat/room/") : -len("/poll")]
                 if room_id and "/" not in room_id:
-                    await poll(self.runtime, scope, receive, send, room_id)
+                    await poll(self.runtime.streams, scope, receive, send, room_id)
                     return
             if path.startswith("/chat/room/") and path.endswith("/events"):
                 room_id = path[len("/chat/room/") : -len("/events")]
@@ -108,7 +108,7 @@ class HubbubApp:
                     await send_error(send, NotFound("no such route", code="not_found"))
                     return
                 else:
-                    await room_stream(self.runtime, scope, receive, send, room_id)
+                    await room_stream(self.runtime.streams, scope, receive, send, room_id)
                     return
             if method in _BODY_METHODS and not _is_upload(method, path):
                 try:

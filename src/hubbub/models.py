@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Literal
 
 import msgspec
@@ -17,9 +18,32 @@ ClientTimestamp = int | float | str | None
 MAX_SEQ = 2**53
 
 
+_PERSONAL = "@"
+
+
+class ChannelKind(StrEnum):
+    """What a broker channel (and a log's ``room_id``) carries."""
+
+    ROOM = "room"  # a room's messages and changes, seen by its members
+    PERSONAL = "personal"  # one user's own changes (rooms added or removed, read moves)
+
+
 def personal_channel(user_id: str) -> str:
     """The channel of one user's own events (room ids cannot contain ``@``)."""
-    return "@" + user_id
+    return _PERSONAL + user_id
+
+
+def is_personal(channel: str) -> bool:
+    return channel.startswith(_PERSONAL)
+
+
+def channel_kind(channel: str) -> ChannelKind:
+    return ChannelKind.PERSONAL if is_personal(channel) else ChannelKind.ROOM
+
+
+def channel_user(channel: str) -> str | None:
+    """Whose personal channel ``channel`` is (``None`` for a room)."""
+    return channel[len(_PERSONAL) :] if is_personal(channel) else None
 
 
 class FileInfo(msgspec.Struct, frozen=True):

@@ -23,6 +23,7 @@ from hubbub.ratelimit import FailureLimiter, SendLimiter
 from hubbub.redis_client import namespace
 from hubbub.service import ChatService
 from hubbub.store.sql import SqlStore
+from hubbub.transports.context import StreamConfig, StreamDeps
 from hubbub.transports.events import AllRoomsStreams
 from hubbub.transports.limits import StreamLimits
 from hubbub.transports.resume import PresenceSnapshots, event_of
@@ -111,8 +112,20 @@ class Runtime:
             settings.retry_ms,
             settings.retry_spread,
         )
-        self.all_streams = AllRoomsStreams(self)
-        self.presence_snapshots = PresenceSnapshots(self)
+        self.presence_snapshots = PresenceSnapshots(self.hub, self.store, self.service)
+        # Everything the stream transports use, and all they are given.
+        self.streams = StreamDeps(
+            config=StreamConfig.of(settings),
+            hub=self.hub,
+            store=self.store,
+            service=self.service,
+            auth=self.auth,
+            limiter=self.limiter,
+            stream_limits=self.stream_limits,
+            metrics=self.metrics,
+            presence_snapshots=self.presence_snapshots,
+        )
+        self.all_streams = AllRoomsStreams(self.streams)
         self.hub.on_sessions_ended(self.auth.forget_sessions)
 
     async def _head(self, room_id: str) -> int:

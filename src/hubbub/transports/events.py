@@ -21,13 +21,14 @@ import msgspec
 from hubbub.api.raw import Receive, Scope, Send, credentials, header, query
 from hubbub.encoding import Event, cursor, parse_cursor, sse_named, sse_retry
 from hubbub.errors import BadRequest, HubbubError, Unavailable
-from hubbub.hub import Connection, personal_channel
+from hubbub.hub import Connection, ConnectionKind
+from hubbub.models import channel_user, personal_channel
 from hubbub.transports.handoff import hand_over
 from hubbub.transports.resume import StreamLife, events_of, replay_user
 from hubbub.transports.sse import keep_until_lost, send_stream_error, start_stream, uvicorn_seam
 
 if TYPE_CHECKING:
-    from hubbub.runtime import Runtime
+    from hubbub.transports.context import StreamDeps
 
 log = logging.getLogger("hubbub.events")
 
@@ -44,25 +45,25 @@ def parse_events_cursor(value: str | None) -> int | None:
 class AllRoomsStreams:
     """The ``/chat/events`` streams of this process and their membership following."""
 
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
+    def __init__(self, deps: StreamDeps) -> None:
+        self.deps = deps
         self.streams: set[Connection] = set()
         self._locks: dict[Connection, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        rt.hub.on_personal(self._personal)
+        deps.hub.on_personal(self._personal)
 
     async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        rt = self.rt
+        deps = self.deps
         params = query(scope)
-        life = StreamLife(rt, "sse")
+        life = StreamLife(deps, "sse")
         try:
-            if rt.hub.closing:
+            if deps.hub.closing:
                 raise Unavailable("the server is shutting down; reconnect", code="shutting_down")
             life.admit()
             after = parse_events_cursor(
                 header(scope, b"last-event-id") or params.get("last_event_id")
             )
-            who = await rt.auth.identify(
+            who = await deps.auth.identify(
                 credentials(scope, params), ensure_user=False, allow_ticket=True
             )
             transport, flow = uvicorn_seam(send)
@@ -75,7 +76,9 @@ class AllRoomsStreams:
             life.release()
             raise
         try:
-            conn = await start_stream(rt, send, transport, flow, who, "all")
+            conn = await start_stream(
+                deps.config, send, transport, flow, who, ConnectionKind.EVENTS
+            )
         except BaseException:
             life.release()
             raise
@@ -91,22 +94,22 @@ class AllRoomsStreams:
             await life.begin(conn)
             async with lock:
                 # Listen first (everything queues), then look: nothing falls between.
-                await rt.hub.attach(conn, personal_channel(who.user_id), replaying=True)
+                await deps.hub.attach(conn, personal_channel(who.user_id), replaying=True)
                 if await life.ended_meanwhile():
                     await cleanup()
                     return
-                room_ids = await rt.store.room_ids_of(who.user_id)
-                await asyncio.gather(*[rt.hub.attach(conn, r, replaying=True) for r in room_ids])
+                room_ids = await deps.store.room_ids_of(who.user_id)
+                await asyncio.gather(*[deps.hub.attach(conn, r, replaying=True) for r in room_ids])
                 # A fresh stream starts at the newest entry its caller can see: its cursor
                 # never moves with activity in rooms the caller cannot read.
                 start = (
                     after
                     if after is not None
-                    else await rt.store.visible_position(who.user_id, room_ids)
+                    else await deps.store.visible_position(who.user_id, room_ids)
                 )
-                snapshot = await rt.presence_snapshots.of(room_ids, per_room=False)
+                snapshot = await deps.presence_snapshots.of(room_ids, per_room=False)
                 conn.send_frames(
-                    sse_retry(rt.stream_limits.jittered_retry_ms())
+                    sse_retry(deps.stream_limits.jittered_retry_ms())
                     + b"id: %s\n" % cursor(start).encode()
                     + sse_named(
                         "connected",
@@ -120,7 +123,7 @@ class AllRoomsStreams:
                     + b"".join([e.sse_all for e in snapshot])
                 )
                 conn.last_presence = {e.data.split(b'"status"', 1)[0]: e.data for e in snapshot}
-                await replay_user(rt, conn, start, replay=after is not None)
+                await replay_user(deps, conn, start, replay=after is not None)
             life.settled()
             stream = hand_over(send, transport)
         except Exception:
@@ -139,19 +142,19 @@ class AllRoomsStreams:
     # following membership ----------------------------------------------------------------
 
     async def _room_since(self, user_id: str, room_id: str, since: int) -> list[Event]:
-        page_size = self.rt.settings.replay_page
+        page_size = self.deps.config.replay_page
         out: list[Event] = []
         while True:
-            page = await self.rt.store.user_log(user_id, since, page_size, only_room=room_id)
+            page = await self.deps.store.user_log(user_id, since, page_size, only_room=room_id)
             out += events_of(page)
             if len(page) < page_size:
                 return out
             since = page[-1].position
 
     def _personal(self, event: Event) -> None:
-        if event.name not in ("room_added", "room_removed"):
+        user_id = channel_user(event.room_id)
+        if user_id is None or event.name not in ("room_added", "room_removed"):
             return
-        user_id = event.room_id[1:]
         field = "id" if event.name == "room_added" else "room_id"
         try:
             room_id = str(msgspec.json.decode(event.data)[field])
@@ -180,7 +183,7 @@ class AllRoomsStreams:
             if conn not in self.streams:
                 return
             if not joined:
-                await self.rt.hub.detach_room(conn, room_id)
+                await self.deps.hub.detach_room(conn, room_id)
                 return
             if conn.pending is None:
                 conn.pending = []
@@ -188,11 +191,11 @@ class AllRoomsStreams:
                 if room_id not in conn.room_set:
                     # Listen first (live events queue), then read the store: nothing falls
                     # between, and the two are merged by position, each entry once.
-                    await self.rt.hub.attach(conn, room_id, replaying=True)
+                    await self.deps.hub.attach(conn, room_id, replaying=True)
                     stored = await self._room_since(conn.user_id, room_id, since)
                 else:
                     stored = []
-                queued = self.rt.hub.go_live(conn)
+                queued = self.deps.hub.go_live(conn)
                 by_position: dict[int, Event] = {}
                 unpositioned: list[Event] = []
                 for e in [*stored, *queued]:
@@ -209,7 +212,7 @@ class AllRoomsStreams:
                     if by_position:
                         conn.position = max(conn.position, max(by_position))
                 # Presence is live only: who of the new room is online now.
-                snapshot = await self.rt.presence_snapshots.of([room_id], per_room=True)
+                snapshot = await self.deps.presence_snapshots.of([room_id], per_room=True)
                 if snapshot and not conn.transport.is_closing():
                     conn.send_frames(b"".join([e.sse_all for e in snapshot]))
             except Exception:

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 from hubbub.api.raw import Receive, Scope, Send, credentials, query, send_error, send_json
 from hubbub.encoding import Event, room_cursor, to_json
 from hubbub.errors import HubbubError, Invalid, Unavailable
-from hubbub.hub import Connection
+from hubbub.hub import Connection, ConnectionKind
 from hubbub.models import MAX_SEQ
 from hubbub.transports.resume import StreamLife, parse_room_cursor, read_room_log, room_rev
 
 if TYPE_CHECKING:
-    from hubbub.runtime import Runtime
+    from hubbub.transports.context import StreamDeps
 
 MAX_TIMEOUT = 60.0
 DEFAULT_TIMEOUT = 25.0
@@ -61,11 +61,11 @@ def _number(params: dict[str, str], name: str, default: float | None, high: floa
     return value
 
 
-async def poll(rt: Runtime, scope: Scope, receive: Receive, send: Send, room_id: str) -> None:
+async def poll(deps: StreamDeps, scope: Scope, receive: Receive, send: Send, room_id: str) -> None:
     params = query(scope)
-    life = StreamLife(rt, "longpoll")
+    life = StreamLife(deps, "longpoll")
     try:
-        if rt.hub.closing:
+        if deps.hub.closing:
             raise Unavailable("the server is shutting down; retry", code="shutting_down")
         life.admit()
         changes = params.get("changes", "") in ("1", "true")
@@ -79,10 +79,10 @@ async def poll(rt: Runtime, scope: Scope, receive: Receive, send: Send, room_id:
                 raise Invalid("after must be a message seq", code="invalid_field")
         timeout = _number(params, "timeout", DEFAULT_TIMEOUT, MAX_TIMEOUT)
         limit = int(_number(params, "limit", 100, MAX_LIMIT) or 1)
-        who = await rt.auth.identify(
+        who = await deps.auth.identify(
             credentials(scope, params), ensure_user=False, allow_ticket=True
         )
-        room = await rt.service.open_room(who, room_id)
+        room = await deps.service.open_room(who, room_id)
         life.claim(who.user_id)
     except HubbubError as exc:
         life.release()
@@ -93,7 +93,7 @@ async def poll(rt: Runtime, scope: Scope, receive: Receive, send: Send, room_id:
         raise
 
     parked = _Parked()
-    conn = Connection(parked, parked, who.user_id, "poll", who.session_id)
+    conn = Connection(parked, parked, who.user_id, ConnectionKind.POLL, who.session_id)
     woken = asyncio.get_running_loop().create_future()
 
     def wake(_code: int = 0) -> None:
@@ -105,29 +105,31 @@ async def poll(rt: Runtime, scope: Scope, receive: Receive, send: Send, room_id:
     conn.wake = wake
     try:
         await life.begin(conn)
-        await rt.hub.attach(conn, room_id, replaying=True)
+        await deps.hub.attach(conn, room_id, replaying=True)
         if changes:
-            after = rt.hub.head(room_id) if cursor is None else await room_rev(rt, room_id, cursor)
-            found, through = await read_room_log(rt, room_id, after, limit)
+            after = (
+                deps.hub.head(room_id) if cursor is None else await room_rev(deps, room_id, cursor)
+            )
+            found, through = await read_room_log(deps, room_id, after, limit)
 
             def fresh() -> list[Event]:
                 return [
                     e
-                    for e in rt.hub.pending(conn, room_id)
+                    for e in deps.hub.pending(conn, room_id)
                     if e.rev is not None and e.rev > through and e.exclude != who.user_id
                 ][:limit]
         else:
             head = room.last_seq
             # No `after`: the next message. A cursor from the future (another database): now.
             seq_after = head if after_f is None else min(int(after_f), head)
-            messages = await rt.store.history(room_id, after=seq_after, limit=limit)
+            messages = await deps.store.history(room_id, after=seq_after, limit=limit)
             found = [Event.message(m) for m in messages]
             through = seq_after
 
             def fresh() -> list[Event]:
                 return [
                     e
-                    for e in rt.hub.pending(conn, room_id)
+                    for e in deps.hub.pending(conn, room_id)
                     if e.seq is not None and e.seq > through
                 ][:limit]
 
@@ -135,7 +137,7 @@ async def poll(rt: Runtime, scope: Scope, receive: Receive, send: Send, room_id:
         if not found:
             deadline = asyncio.get_running_loop().time() + (timeout or 0)
             watcher = asyncio.get_running_loop().create_task(_hang_up(receive, parked, wake))
-            while not rt.hub.closing:
+            while not deps.hub.closing:
                 found = fresh()
                 if found:
                     break

@@ -18,12 +18,15 @@ import msgspec
 from hubbub.changes import Entry, LoggedMessage, fold
 from hubbub.encoding import ROOM_CURSOR_PREFIX, Event
 from hubbub.errors import BadRequest
-from hubbub.hub import WS_REVOKED, Connection
+from hubbub.hub import WS_REVOKED, Connection, ConnectionKind
 from hubbub.models import MAX_SEQ, personal_channel
 from hubbub.subscription import Resume
 
 if TYPE_CHECKING:
-    from hubbub.runtime import Runtime
+    from hubbub.hub import Hub
+    from hubbub.service import ChatService
+    from hubbub.store.sql import SqlStore
+    from hubbub.transports.context import StreamDeps
 
 
 def event_of(entry: Entry) -> Event:
@@ -68,12 +71,12 @@ def parse_room_cursor(value: str | int | None) -> tuple[str, int] | None:
     return (kind, int(text))
 
 
-async def room_rev(rt: Runtime, room_id: str, cursor: tuple[str, int]) -> int:
+async def room_rev(deps: StreamDeps, room_id: str, cursor: tuple[str, int]) -> int:
     """Where a cursor stands in the room's log, clamped to now (a cursor from the future, e.g.
     of another database, resumes from now rather than waiting for it)."""
     kind, value = cursor
-    rev = value if kind == "rev" else (await rt.store.rev_at(room_id, value) if value else 0)
-    head = max((await rt.store.heads([room_id])).get(room_id, 0), rt.hub.head(room_id))
+    rev = value if kind == "rev" else (await deps.store.rev_at(room_id, value) if value else 0)
+    head = max((await deps.store.heads([room_id])).get(room_id, 0), deps.hub.head(room_id))
     return min(rev, head)
 
 
@@ -81,24 +84,26 @@ async def room_rev(rt: Runtime, room_id: str, cursor: tuple[str, int]) -> int:
 
 
 async def replay_room(
-    rt: Runtime, conn: Connection, room_id: str, after: int, *, replay: bool = True
+    deps: StreamDeps, conn: Connection, room_id: str, after: int, *, replay: bool = True
 ) -> None:
     """Send the room's log after rev ``after`` from the store (if ``replay``), then hand over
     to live delivery with no gap and no duplicate (the connection is attached ``replaying``)."""
-    resume = Resume(after, room_id=room_id, user_id=conn.user_id, user_level=conn.kind == "ws")
-    await _drive(rt, conn, resume, room_id, replay=replay)
+    resume = Resume(
+        after, room_id=room_id, user_id=conn.user_id, user_level=conn.kind is ConnectionKind.WS
+    )
+    await _drive(deps, conn, resume, room_id, replay=replay)
 
 
-async def replay_personal(rt: Runtime, conn: Connection, after: int) -> None:
+async def replay_personal(deps: StreamDeps, conn: Connection, after: int) -> None:
     """A WebSocket's own changes (rooms added or removed, read moves) after stream position
     ``after``, then live (the connection is attached ``replaying`` to its personal channel)."""
     channel = personal_channel(conn.user_id)
     resume = Resume(after, user_id=conn.user_id, user_level=True)
-    await _drive(rt, conn, resume, channel, only_room=channel)
+    await _drive(deps, conn, resume, channel, only_room=channel)
 
 
 async def replay_user(
-    rt: Runtime,
+    deps: StreamDeps,
     conn: Connection,
     after: int,
     *,
@@ -109,12 +114,12 @@ async def replay_user(
     position ``after`` (if ``replay``; ``only_room``: of that room alone, when the stream
     starts following a room it joined), then what queued meanwhile, then live."""
     resume = Resume(after, user_id=conn.user_id, user_level=True)
-    await _drive(rt, conn, resume, None, replay=replay, only_room=only_room)
+    await _drive(deps, conn, resume, None, replay=replay, only_room=only_room)
     conn.position = max(conn.position, resume.cursor)
 
 
 async def _drive(
-    rt: Runtime,
+    deps: StreamDeps,
     conn: Connection,
     resume: Resume,
     room_id: str | None,
@@ -122,7 +127,7 @@ async def _drive(
     replay: bool = True,
     only_room: str | None = None,
 ) -> None:
-    page_size = rt.settings.replay_page
+    page_size = deps.config.replay_page
     flow = conn.flow
     by_position = resume.by_position
     kind = conn.kind
@@ -130,9 +135,9 @@ async def _drive(
         while replay:
             if not by_position:
                 assert room_id is not None
-                page = await rt.store.room_log(room_id, resume.cursor, page_size)
+                page = await deps.store.room_log(room_id, resume.cursor, page_size)
             else:
-                page = await rt.store.user_log(
+                page = await deps.store.user_log(
                     conn.user_id, resume.cursor, page_size, only_room=only_room
                 )
             through = _key(page[-1], by_position) if page else None
@@ -145,26 +150,26 @@ async def _drive(
                 await flow.drain()  # a resuming client reads at its own pace
             if len(page) < page_size:
                 break
-        await rt.hub.caught_up(resume.heads())
+        await deps.hub.caught_up(resume.heads())
         if conn.transport.is_closing():
             return
         if flow.write_paused:
             await flow.drain()
             continue
-        if resume.behind(rt.hub.pending(conn, room_id)):
+        if resume.behind(deps.hub.pending(conn, room_id)):
             replay = True
             continue  # the store has them by now: read again
-        out = resume.hand_off(rt.hub.go_live(conn, room_id))
+        out = resume.hand_off(deps.hub.go_live(conn, room_id))
         if out:
             conn.send_frames(b"".join([e.frame(kind) for e in out]))
         return
 
 
 async def read_room_log(
-    rt: Runtime, room_id: str, after: int, limit: int
+    deps: StreamDeps, room_id: str, after: int, limit: int
 ) -> tuple[list[Event], int]:
     """Long-poll: the room's stored events after rev ``after``, and the rev read through."""
-    page = await rt.store.room_log(room_id, after, limit)
+    page = await deps.store.room_log(room_id, after, limit)
     through = _key(page[-1], False) if page else after
     return events_of(page), through
 
@@ -185,12 +190,14 @@ class PresenceSnapshots:
     MEMBERS_TTL = 30.0
     _MAX_ROOMS = 10_000
 
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
+    def __init__(self, hub: Hub, store: SqlStore, service: ChatService) -> None:
+        self.hub = hub
+        self.store = store
+        self.service = service
         # room → (expiry, the hub's subscription it was kept current by, member ids)
         self._members: dict[str, tuple[float, object | None, list[str]]] = {}
         self._events: dict[tuple[str, str, str], Event] = {}
-        rt.hub.membership_observer = self.noted
+        hub.membership_observer = self.noted
 
     def noted(self, event: Event) -> None:
         """A membership change passed through this node: keep the cached member list current."""
@@ -209,7 +216,7 @@ class PresenceSnapshots:
 
     async def _member_ids(self, room_id: str) -> list[str]:
         now = time.monotonic()
-        listening = self.rt.hub.listening(room_id)
+        listening = self.hub.listening(room_id)
         cached = self._members.get(room_id)
         if (
             cached is not None
@@ -218,7 +225,7 @@ class PresenceSnapshots:
             and cached[1] is listening
         ):
             return cached[2]
-        ids = [m.user_id for m in await self.rt.store.members(room_id)]
+        ids = [m.user_id for m in await self.store.members(room_id)]
         if len(self._members) > self._MAX_ROOMS:
             self._members.clear()
             self._events.clear()
@@ -244,7 +251,7 @@ class PresenceSnapshots:
                 ids = [u for u in ids if u not in seen]
             if not ids:
                 continue
-            status = await self.rt.service.presence.statuses(ids)
+            status = await self.service.presence.statuses(ids)
             for user_id in ids:
                 seen.add(user_id)
                 now = status.get(user_id, "offline")
@@ -267,10 +274,10 @@ class StreamLife:
     (idempotent), or :meth:`release` where no stream began (an error answer, a cancellation),
     so no slot outlives its stream."""
 
-    __slots__ = ("_begun", "_claimed", "_ended", "_pending", "conn", "conn_id", "label", "rt")
+    __slots__ = ("_begun", "_claimed", "_ended", "_pending", "conn", "conn_id", "deps", "label")
 
-    def __init__(self, rt: Runtime, label: str) -> None:
-        self.rt = rt
+    def __init__(self, deps: StreamDeps, label: str) -> None:
+        self.deps = deps
         self.label = label
         self.conn: Connection | None = None
         self.conn_id = uuid.uuid4().hex
@@ -280,30 +287,30 @@ class StreamLife:
         self._claimed: str | None = None
 
     def admit(self) -> None:
-        self.rt.stream_limits.admit()
+        self.deps.stream_limits.admit()
         self._pending = True
 
     def claim(self, user_id: str) -> None:
-        self.rt.stream_limits.claim(user_id)
+        self.deps.stream_limits.claim(user_id)
         self._claimed = user_id
 
     def settled(self) -> None:
         """Set up (live, or answered): the admission slot goes to the next stream."""
         if self._pending:
             self._pending = False
-            self.rt.stream_limits.settled()
+            self.deps.stream_limits.settled()
 
     def release(self) -> None:
         self.settled()
         user_id, self._claimed = self._claimed, None
         if user_id is not None:
-            self.rt.stream_limits.release(user_id)
+            self.deps.stream_limits.release(user_id)
 
     async def begin(self, conn: Connection) -> None:
         self.conn = conn
-        self.rt.metrics.connections.labels(self.label).inc()
+        self.deps.metrics.connections.labels(self.label).inc()
         self._begun = True
-        await self.rt.service.presence.connect(conn.user_id, self.conn_id)
+        await self.deps.service.presence.connect(conn.user_id, self.conn_id)
 
     async def ended_meanwhile(self) -> bool:
         """Whether the session that opened this stream ended between authentication and the
@@ -312,7 +319,7 @@ class StreamLife:
         conn = self.conn
         if conn is None or conn.session_id is None:
             return False
-        record = await self.rt.auth.session(conn.session_id)
+        record = await self.deps.auth.session(conn.session_id)
         if record is None or record.revoked:
             conn.close(WS_REVOKED)
             return True
@@ -326,6 +333,6 @@ class StreamLife:
         conn = self.conn
         if not self._begun or conn is None:
             return
-        self.rt.metrics.connections.labels(self.label).dec()
-        await self.rt.hub.detach(conn)
-        await self.rt.service.presence.disconnect(conn.user_id, self.conn_id)
+        self.deps.metrics.connections.labels(self.label).dec()
+        await self.deps.hub.detach(conn)
+        await self.deps.service.presence.disconnect(conn.user_id, self.conn_id)

@@ -18,7 +18,7 @@ from hubbub.api.raw import Receive, Scope, Send, credentials, header, query, sen
 from hubbub.auth.identity import Identity
 from hubbub.encoding import room_cursor, sse_named, sse_retry, to_json
 from hubbub.errors import HubbubError, Unavailable
-from hubbub.hub import Connection
+from hubbub.hub import Connection, ConnectionKind
 from hubbub.transports.handoff import StreamProtocol, after_loss, hand_over
 from hubbub.transports.resume import (
     StreamLife,
@@ -28,7 +28,7 @@ from hubbub.transports.resume import (
 )
 
 if TYPE_CHECKING:
-    from hubbub.runtime import Runtime
+    from hubbub.transports.context import StreamConfig, StreamDeps
 
 log = logging.getLogger("hubbub.sse")
 
@@ -52,7 +52,12 @@ def drop_when_unacknowledged(transport: Any, seconds: float) -> None:
 
 
 async def start_stream(
-    rt: Runtime, send: Send, transport: Any, flow: Any, who: Identity, kind: str
+    config: StreamConfig,
+    send: Send,
+    transport: Any,
+    flow: Any,
+    who: Identity,
+    kind: ConnectionKind,
 ) -> Connection:
     """Send the SSE response head and set the socket up for the hub: a bounded write buffer,
     and the kernel dropping a peer that acknowledges nothing."""
@@ -60,8 +65,8 @@ async def start_stream(
     if who.set_cookie:
         headers.append((b"set-cookie", who.set_cookie.encode("latin-1")))
     await send({"type": "http.response.start", "status": 200, "headers": headers})
-    transport.set_write_buffer_limits(high=rt.settings.stream_buffer_bytes)
-    drop_when_unacknowledged(transport, rt.settings.stale_timeout)
+    transport.set_write_buffer_limits(high=config.buffer_bytes)
+    drop_when_unacknowledged(transport, config.stale_timeout)
     return Connection(transport, flow, who.user_id, kind, who.session_id)
 
 
@@ -102,23 +107,23 @@ async def send_stream_error(send: Send, error: HubbubError) -> None:
 
 
 async def room_stream(
-    rt: Runtime, scope: Scope, receive: Receive, send: Send, room_id: str
+    deps: StreamDeps, scope: Scope, receive: Receive, send: Send, room_id: str
 ) -> None:
     params = query(scope)
-    life = StreamLife(rt, "sse")
+    life = StreamLife(deps, "sse")
     try:
-        if rt.hub.closing:
+        if deps.hub.closing:
             raise Unavailable("the server is shutting down; reconnect", code="shutting_down")
         life.admit()
         cursor = parse_room_cursor(header(scope, b"last-event-id") or params.get("last_event_id"))
-        who = await rt.auth.identify(
+        who = await deps.auth.identify(
             credentials(scope, params), ensure_user=False, allow_ticket=True
         )
-        await rt.service.open_room(who, room_id)
+        await deps.service.open_room(who, room_id)
         transport, flow = uvicorn_seam(send)
         reset: int | None = None
-        if cursor is not None and rt.settings.retention_days is not None:
-            reset = await _reset_to(rt, room_id, cursor)
+        if cursor is not None and deps.config.retention_days is not None:
+            reset = await _reset_to(deps, room_id, cursor)
         life.claim(who.user_id)
     except HubbubError as exc:
         life.release()
@@ -129,35 +134,35 @@ async def room_stream(
         raise
 
     try:
-        conn = await start_stream(rt, send, transport, flow, who, "sse")
+        conn = await start_stream(deps.config, send, transport, flow, who, ConnectionKind.SSE)
     except BaseException:
         life.release()
         raise
     try:
         await life.begin(conn)
         # Everything live queues until the hello (and the replay) are out.
-        await rt.hub.attach(conn, room_id, replaying=True)
+        await deps.hub.attach(conn, room_id, replaying=True)
         if await life.ended_meanwhile():
             await life.end()
             return
         after: int | None = None
         if reset is not None:
-            after = await room_rev(rt, room_id, ("seq", reset - 1))
+            after = await room_rev(deps, room_id, ("seq", reset - 1))
         elif cursor is not None:
-            after = await room_rev(rt, room_id, cursor)
+            after = await room_rev(deps, room_id, cursor)
         # `connected` carries an id (the client's place, or the head now), so a client that
         # drops before its first event still resumes from here, not from "live only".
-        start = after if after is not None else rt.hub.head(room_id)
+        start = after if after is not None else deps.hub.head(room_id)
         hello = (
-            sse_retry(rt.stream_limits.jittered_retry_ms())
+            sse_retry(deps.stream_limits.jittered_retry_ms())
             + b"id: %s\n" % room_cursor(start).encode()
             + sse_named("connected", {"status": "ok", "room_id": room_id, "user_id": who.user_id})
         )
         if reset is not None:
             hello += sse_named("reset", {"room_id": room_id, "oldest_seq": reset})
-        snapshot = await rt.presence_snapshots.of([room_id], per_room=True)
+        snapshot = await deps.presence_snapshots.of([room_id], per_room=True)
         conn.send_frames(hello + b"".join([e.sse for e in snapshot]))
-        await replay_room(rt, conn, room_id, start, replay=after is not None)
+        await replay_room(deps, conn, room_id, start, replay=after is not None)
         life.settled()
         stream = hand_over(send, transport)
     except Exception:
@@ -172,11 +177,11 @@ async def room_stream(
     await keep_until_lost(conn, stream, receive, life.end)
 
 
-async def _reset_to(rt: Runtime, room_id: str, cursor: tuple[str, int]) -> int | None:
+async def _reset_to(deps: StreamDeps, room_id: str, cursor: tuple[str, int]) -> int | None:
     """With retention on, a cursor older than what is kept resumes from the oldest kept
     message, announced by ``event: reset`` — never a silent hole."""
-    room = await rt.store.room(room_id)
-    oldest = await rt.store.oldest_seq(room_id)
+    room = await deps.store.room(room_id)
+    oldest = await deps.store.oldest_seq(room_id)
     last_seq = room.last_seq if room is not None else 0
     first_kept = oldest if oldest is not None else last_seq + 1
     if first_kept <= 1:
@@ -184,7 +189,7 @@ async def _reset_to(rt: Runtime, room_id: str, cursor: tuple[str, int]) -> int |
     kind, value = cursor
     if kind == "seq":
         return first_kept if value + 1 < first_kept else None
-    kept_rev = await rt.store.rev_at(room_id, first_kept) if oldest is not None else None
+    kept_rev = await deps.store.rev_at(room_id, first_kept) if oldest is not None else None
     if kept_rev is not None and value < kept_rev - 1:
         return first_kept
     return None

@@ -31,8 +31,8 @@ from hubbub.api.raw import (
 )
 from hubbub.encoding import to_json, ws_text_frame
 from hubbub.errors import BadRequest, HubbubError, Invalid
-from hubbub.hub import Connection, personal_channel
-from hubbub.models import MAX_SEQ
+from hubbub.hub import Connection, ConnectionKind
+from hubbub.models import MAX_SEQ, personal_channel
 from hubbub.transports.events import parse_events_cursor
 from hubbub.transports.resume import (
     StreamLife,
@@ -44,7 +44,7 @@ from hubbub.transports.resume import (
 from hubbub.transports.sse import drop_when_unacknowledged
 
 if TYPE_CHECKING:
-    from hubbub.runtime import Runtime
+    from hubbub.transports.context import StreamDeps
 
 log = logging.getLogger("hubbub.ws")
 
@@ -115,8 +115,8 @@ def frame_ref(frame: str | bytes) -> Any:
 
 
 class WebSocketSession:
-    def __init__(self, rt: Runtime, conn: Connection, who: Any) -> None:
-        self.rt = rt
+    def __init__(self, deps: StreamDeps, conn: Connection, who: Any) -> None:
+        self.deps = deps
         self.conn = conn
         self.who = who
 
@@ -128,7 +128,7 @@ class WebSocketSession:
         self.conn.send_frames(ws_text_frame(head + b',"data":' + body + b"}"))
         if self.conn.flow.write_paused:
             # It sends but does not read: its replies may not pile up without bound either.
-            self.rt.hub.cut_off(self.conn)
+            self.deps.hub.cut_off(self.conn)
 
     def error(self, exc: HubbubError, ref: Any = None) -> None:
         self.reply("error", exc.body()["error"], ref)
@@ -157,7 +157,7 @@ class WebSocketSession:
         return op.room_id
 
     async def _dispatch(self, op: _Op) -> None:
-        rt, who = self.rt, self.who
+        deps, who = self.deps, self.who
         if op.op == "ping":
             self.reply("pong", {}, op.ref)
         elif op.op == "subscribe":
@@ -165,31 +165,31 @@ class WebSocketSession:
             cursor = parse_room_cursor(op.after_seq)
             if room_id in self.conn.room_set:
                 raise Invalid(f"already subscribed to {room_id!r}", code="already_subscribed")
-            room = await rt.service.open_room(who, room_id)
+            room = await deps.service.open_room(who, room_id)
             # Everything live queues until `subscribed` (and the replay) are out.
-            await rt.hub.attach(self.conn, room_id, replaying=True)
+            await deps.hub.attach(self.conn, room_id, replaying=True)
             try:
-                after = rt.hub.head(room_id)
+                after = deps.hub.head(room_id)
                 if cursor is not None:
-                    after = await room_rev(rt, room_id, cursor)
+                    after = await room_rev(deps, room_id, cursor)
                 self.reply("subscribed", {"room_id": room_id, "head_seq": room.last_seq}, op.ref)
-                snapshot = await rt.presence_snapshots.of([room_id], per_room=True)
+                snapshot = await deps.presence_snapshots.of([room_id], per_room=True)
                 if snapshot:
                     self.conn.send_frames(b"".join([e.ws for e in snapshot]))
-                await replay_room(rt, self.conn, room_id, after, replay=cursor is not None)
+                await replay_room(deps, self.conn, room_id, after, replay=cursor is not None)
             except BaseException:
-                await rt.hub.detach_room(self.conn, room_id)
+                await deps.hub.detach_room(self.conn, room_id)
                 raise
         elif op.op == "unsubscribe":
             room_id = self._room(op)
-            await rt.hub.detach_room(self.conn, room_id)
+            await deps.hub.detach_room(self.conn, room_id)
             self.reply("unsubscribed", {"room_id": room_id}, op.ref)
         elif op.op == "send":
             room_id = self._room(op)
             if op.message is None:
                 raise Invalid("message is required", code="missing_field")
-            await rt.limiter.check(who.user_id)
-            sent = await rt.service.send(
+            await deps.limiter.check(who.user_id)
+            sent = await deps.service.send(
                 who, room_id, op.message, timestamp=op.timestamp, client_msg_id=op.client_msg_id
             )
             self.reply("ack", None, op.ref, raw=sent.event.data)
@@ -197,13 +197,13 @@ class WebSocketSession:
             room_id = self._room(op)
             if op.is_typing is None:
                 raise Invalid("is_typing is required", code="missing_field")
-            await rt.service.set_typing(who, room_id, op.is_typing)
+            await deps.service.set_typing(who, room_id, op.is_typing)
             self.reply("ok", {"op": "typing", "room_id": room_id}, op.ref)
         elif op.op == "read":
             room_id = self._room(op)
             if op.seq is None or op.seq < 0:
                 raise Invalid("seq (≥ 0) is required", code="missing_field")
-            pointer, unread = await rt.service.mark_read(who, room_id, op.seq)
+            pointer, unread = await deps.service.mark_read(who, room_id, op.seq)
             self.reply(
                 "ok", {"op": "read", "room_id": room_id, "seq": pointer, "unread": unread}, op.ref
             )
@@ -232,23 +232,23 @@ async def refuse(scope: Scope, send: Send, error: HubbubError) -> None:
     await send({"type": "websocket.close", "code": TRY_AGAIN_LATER})
 
 
-async def websocket_endpoint(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+async def websocket_endpoint(deps: StreamDeps, scope: Scope, receive: Receive, send: Send) -> None:
     if (await receive())["type"] != "websocket.connect":
         return
-    if not origin_allowed(scope, rt.settings.origins()) or rt.hub.closing:
+    if not origin_allowed(scope, deps.config.origins) or deps.hub.closing:
         await send({"type": "websocket.close", "code": POLICY_VIOLATION})
         return
     protocol = getattr(send, "__self__", None)
     transport = getattr(protocol, "transport", None)
     params = query(scope)
-    life = StreamLife(rt, "websocket")
+    life = StreamLife(deps, "websocket")
     error: HubbubError | None = None
     try:
         life.admit()
         try:
             # `?after=<cursor>`: the personal changes since an id the socket had (a `g…` id).
             after = parse_events_cursor(params.get("after"))
-            who = await rt.auth.identify(
+            who = await deps.auth.identify(
                 credentials(scope, params), ensure_user=False, allow_ticket=True
             )
         except HubbubError as exc:
@@ -276,9 +276,9 @@ async def websocket_endpoint(rt: Runtime, scope: Scope, receive: Receive, send: 
     except BaseException:
         life.release()
         raise
-    transport.set_write_buffer_limits(high=rt.settings.stream_buffer_bytes)
-    drop_when_unacknowledged(transport, rt.settings.stale_timeout)
-    conn = Connection(transport, WsFlow(protocol), who.user_id, "ws", who.session_id)
+    transport.set_write_buffer_limits(high=deps.config.buffer_bytes)
+    drop_when_unacknowledged(transport, deps.config.stale_timeout)
+    conn = Connection(transport, WsFlow(protocol), who.user_id, ConnectionKind.WS, who.session_id)
 
     def end(code: int) -> None:
         if not transport.is_closing():
@@ -286,16 +286,16 @@ async def websocket_endpoint(rt: Runtime, scope: Scope, receive: Receive, send: 
             transport.close()
 
     conn.on_end = end
-    rt.hub.connections.add(conn)
-    session = WebSocketSession(rt, conn, who)
+    deps.hub.connections.add(conn)
+    session = WebSocketSession(deps, conn, who)
     try:
         await life.begin(conn)
         # The user's own changes (rooms added or removed, read moves) arrive live.
-        await rt.hub.attach(conn, personal_channel(who.user_id), replaying=after is not None)
+        await deps.hub.attach(conn, personal_channel(who.user_id), replaying=after is not None)
         if await life.ended_meanwhile():
             return
         if after is not None:
-            await replay_personal(rt, conn, after)
+            await replay_personal(deps, conn, after)
         life.settled()
         while True:
             message = await receive()
