@@ -106,13 +106,6 @@ class Runtime:
         self.service.files = self.files
         self._housekeeping: asyncio.Task[None] | None = None
         self._resyncer: asyncio.Task[None] | None = None
-        self.stream_limits = StreamLimits(
-            settings.max_streams_per_user,
-            settings.max_pending_streams,
-            settings.retry_ms,
-            settings.retry_spread,
-        )
-        self.presence_snapshots = PresenceSnapshots(self.hub, self.store, self.service)
         # Everything the stream transports use, and all they are given.
         self.streams = StreamDeps(
             config=StreamConfig.of(settings),
@@ -121,9 +114,14 @@ class Runtime:
             service=self.service,
             auth=self.auth,
             limiter=self.limiter,
-            stream_limits=self.stream_limits,
+            stream_limits=StreamLimits(
+                settings.max_streams_per_user,
+                settings.max_pending_streams,
+                settings.retry_ms,
+                settings.retry_spread,
+            ),
             metrics=self.metrics,
-            presence_snapshots=self.presence_snapshots,
+            presence_snapshots=PresenceSnapshots(self.hub, self.store, self.service),
         )
         self.all_streams = AllRoomsStreams(self.streams)
         self.hub.on_sessions_ended(self.auth.forget_sessions)
