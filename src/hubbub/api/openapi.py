@@ -13,14 +13,11 @@ from fastapi.openapi.utils import get_openapi
 from hubbub.api.auth import REFRESH_COOKIE
 from hubbub.api.openapi_text import ERROR_STATUSES
 from hubbub.api.routes import ROUTES, WEBSOCKET, Access, RawRoute, Reply
+from hubbub.api.schemas import ERROR_REF, REF_TEMPLATE, wire_schema
 from hubbub.auth.identity import GUEST_COOKIE, SESSION_COOKIE
 from hubbub.limits import ROOM_ID_PATTERN
 from hubbub.models import Message
-from hubbub.wire import DOCUMENTED
-
-REF_TEMPLATE = "#/components/schemas/{name}"
-ERROR_SCHEMA = "ErrorBody"
-ERROR_REF: dict[str, Any] = {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}
+from hubbub.wire import DOCUMENTED, InviteOut
 
 RETRY_AFTER: dict[str, Any] = {
     "Retry-After": {
@@ -45,6 +42,8 @@ PUBLIC = frozenset(
 )
 # The GETs that open a stream: the only ones a `?ticket=` authenticates.
 STREAMS = frozenset(r.path for r in ROUTES if r.access is Access.STREAM)
+# A WebSocket answers nothing but its handshake: no JSON errors to document.
+WEBSOCKETS = frozenset(r.path for r in ROUTES if r.method == WEBSOCKET)
 # Where `429` can come from besides a body: send limits, failed sign-ins, streams per user.
 RATE_LIMITED = frozenset(
     {
@@ -171,16 +170,6 @@ def error_response(status: int, description: str | None = None) -> dict[str, Any
     return response
 
 
-def _error_responses(*codes: int) -> dict[str, Any]:
-    return {str(c): error_response(c) for c in codes}
-
-
-def _schema(model: Any) -> dict[str, Any]:
-    """A wire type's schema, referring to the components ``build_document`` adds."""
-    (schema,), _ = msgspec.json.schema_components([model], ref_template=REF_TEMPLATE)
-    return schema
-
-
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -196,7 +185,7 @@ def _status_object(value: str) -> dict[str, Any]:
 def _reply(reply: Reply) -> dict[str, Any]:
     if reply.model is None and reply.schema is None:
         return {"description": reply.description}
-    schema = dict(reply.schema) if reply.schema is not None else _schema(reply.model)
+    schema = dict(reply.schema) if reply.schema is not None else wire_schema(reply.model)
     return {"description": reply.description, "content": {reply.media_type: {"schema": schema}}}
 
 
@@ -221,7 +210,7 @@ def _operation(route: RawRoute) -> dict[str, Any]:
     if route.body is not None:
         op["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": _schema(route.body)}},
+            "content": {"application/json": {"schema": wire_schema(route.body)}},
         }
     op["responses"] = {
         **{str(status): _reply(reply) for status, reply in route.replies.items()},
@@ -250,10 +239,10 @@ EXTRA_SUCCESS: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("post", "/auth/logout"): {"200": _json(_status_object("logged_out"), "the session ended")},
     ("post", "/chat/room/{room_id}/members"): {
-        "200": _json({"$ref": "#/components/schemas/InviteOut"}, "already a member")
+        "200": _json(wire_schema(InviteOut), "already a member")
     },
     ("post", "/chat/messages/{message_id}/reactions"): {
-        "200": _json(_schema(Message), "you had already reacted so: the message")
+        "200": _json(wire_schema(Message), "you had already reacted so: the message")
     },
 }
 
@@ -261,7 +250,7 @@ EXTRA_SUCCESS: dict[tuple[str, str], dict[str, Any]] = {
 def _error_statuses(auth: str, method: str, path: str, op: dict[str, Any]) -> set[int]:
     """Every error an operation can answer, whatever the route's own code says."""
     found = {int(s) for s in op.get("responses", {}) if s.isdigit() and int(s) >= 400}
-    if path == "/chat/ws":
+    if path in WEBSOCKETS:
         return found
     if path not in ("/healthz", "/metrics"):
         found.add(503)

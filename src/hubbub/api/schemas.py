@@ -19,7 +19,8 @@ from hubbub.auth.names import (
 from hubbub.limits import MAX_PASSWORD_CHARS, MAX_RAW_USERNAME_CHARS, MAX_ROOM_NAME, ROOM_ID_PATTERN
 from hubbub.models import Visibility
 
-_REF_TEMPLATE = "#/components/schemas/{name}"  # ``api/openapi.py`` adds the components
+# Where a wire type's schema is found: ``api/openapi.py`` adds every ``wire.DOCUMENTED`` there.
+REF_TEMPLATE = "#/components/schemas/{name}"
 
 
 def _username(value: str) -> str:
@@ -109,20 +110,24 @@ class InviteIn(BaseModel):
 # Answers -----------------------------------------------------------------------------------
 
 
+def wire_schema(model: Any) -> dict[str, Any]:
+    """A wire type's JSON schema, its structs as references to the document's components."""
+    (schema,), _ = msgspec.json.schema_components([model], ref_template=REF_TEMPLATE)
+    return schema
+
+
 def reply(
     model: Any, status: int = 200, description: str = "Successful Response"
 ) -> dict[int | str, dict[str, Any]]:
     """A route's success answer, for ``responses=``: a wire type documented by its JSON schema
     (FastAPI's ``response_model=`` would need a pydantic twin of it)."""
-    (schema,), _ = msgspec.json.schema_components([model], ref_template=_REF_TEMPLATE)
-    return {
-        status: {"description": description, "content": {"application/json": {"schema": schema}}}
-    }
+    content = {"application/json": {"schema": wire_schema(model)}}
+    return {status: {"description": description, "content": content}}
 
 
-ERROR_BODY: dict[str, Any] = {"$ref": _REF_TEMPLATE.format(name="ErrorBody")}
+ERROR_REF: dict[str, Any] = {"$ref": REF_TEMPLATE.format(name="ErrorBody")}
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"description": text, "content": {"application/json": {"schema": ERROR_BODY}}}
+    status: {"description": text, "content": {"application/json": {"schema": ERROR_REF}}}
     for status, text in {
         400: "Malformed request",
         401: "Not authenticated",
