@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,13 @@ from hubbub.errors import Conflict, Forbidden, HubbubError, Invalid, NotFound, U
 from hubbub.files.base import FileStore
 from hubbub.fulltext import query_terms
 from hubbub.hub import CONTROL
+from hubbub.limits import (
+    MAX_CLIENT_MSG_ID,
+    MAX_MESSAGE_CHARS,
+    MAX_REACTION_CHARS,
+    MAX_ROOM_NAME,
+    ROOM_ID_RE,
+)
 from hubbub.models import (
     ClientTimestamp,
     FileInfo,
@@ -45,10 +51,6 @@ from hubbub.store.base import AppendOutcome, AppendRequest, AppendResult, RoomVi
 from hubbub.typing_state import Typing, TypingCallback, TypingTracker
 
 log = logging.getLogger("hubbub.service")
-
-ROOM_ID_RE = re.compile(r"[A-Za-z0-9_.:~-]{1,64}")
-MAX_CLIENT_MSG_ID = 128
-MAX_ROOM_NAME = 100
 
 
 @dataclass(slots=True)
@@ -75,9 +77,6 @@ def check_text(text: str, limit: int) -> None:
         )
     if "\x00" in text:
         raise Invalid("message must not contain NUL characters", code="invalid_message")
-
-
-MAX_REACTION_CHARS = 32
 
 
 def check_reaction(reaction: str) -> None:
@@ -112,7 +111,7 @@ class ChatService:
         broker: Broker,
         *,
         trust: bool,
-        max_message_chars: int = 4000,
+        max_message_chars: int = MAX_MESSAGE_CHARS,
         write_batch_max: int = 256,
         on_stored: Callable[[int], None] | None = None,
         presence: Presence | None = None,

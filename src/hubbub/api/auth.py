@@ -15,14 +15,11 @@ from fastapi.responses import Response
 from hubbub.api.common import Caller, Rt, current_identity, respond
 from hubbub.api.schemas import (
     Credentials,
-    PasswordChangedOut,
     PasswordChangeIn,
     RefreshIn,
     Register,
-    TicketOut,
-    TokenOut,
-    UserOut,
     errors,
+    reply,
 )
 from hubbub.auth.identity import SESSION_COOKIE, cookie_header
 from hubbub.auth.names import username_key
@@ -32,6 +29,7 @@ from hubbub.errors import Conflict, Forbidden, HubbubError, Invalid, Unauthentic
 from hubbub.models import User
 from hubbub.runtime import Runtime
 from hubbub.store.base import SessionRecord
+from hubbub.wire import PasswordChangedOut, TicketOut, TokenOut, UserOut
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -43,7 +41,7 @@ def _address(request: Request) -> str | None:
 
 
 @router.post(
-    "/register", status_code=201, response_model=UserOut, responses=errors(409, 413, 422, 429)
+    "/register", status_code=201, responses=reply(UserOut, 201) | errors(409, 413, 422, 429)
 )
 async def register(body: Register, request: Request, rt: Rt) -> Response:
     """Create an account. Passwords are hashed with argon2id. The username is NFKC-normalised
@@ -108,7 +106,7 @@ async def _issue(rt: Runtime, request: Request, user: User, session: SessionReco
     return respond(request, body, cookies=cookies)
 
 
-@router.post("/login", response_model=TokenOut, responses=errors(401, 422, 429))
+@router.post("/login", responses=reply(TokenOut) | errors(401, 422, 429))
 async def login(body: Credentials, request: Request, rt: Rt) -> Response:
     """Exchange username and password for tokens; also sets the HttpOnly session cookie. The
     username matches regardless of case. After too many failures for a username or from an
@@ -128,7 +126,7 @@ def _refresh_token(request: Request, body: RefreshIn | None) -> str | None:
     return request.cookies.get(REFRESH_COOKIE)
 
 
-@router.post("/refresh", response_model=TokenOut, responses=errors(401, 422))
+@router.post("/refresh", responses=reply(TokenOut) | errors(401, 422))
 async def refresh(request: Request, rt: Rt, body: RefreshIn | None = None) -> Response:
     """Rotate: the refresh token is single-use; presenting a used one ends its session."""
     token = _refresh_token(request, body)
@@ -184,7 +182,7 @@ async def logout(request: Request, rt: Rt, body: RefreshIn | None = None) -> Res
     return respond(request, {"status": "logged_out"}, cookies=cookies)
 
 
-@router.post("/ticket", response_model=TicketOut, responses=errors(401))
+@router.post("/ticket", responses=reply(TicketOut) | errors(401))
 async def ticket(request: Request, who: Caller, rt: Rt) -> Response:
     """A one-time ticket for URLs that cannot carry headers (``EventSource``, WebSocket).
 
@@ -199,7 +197,7 @@ async def ticket(request: Request, who: Caller, rt: Rt) -> Response:
     return respond(request, {"ticket": value, "expires_in": rt.settings.ticket_ttl})
 
 
-@router.post("/password", response_model=PasswordChangedOut, responses=errors(401, 403, 413, 422))
+@router.post("/password", responses=reply(PasswordChangedOut) | errors(401, 403, 413, 422))
 async def change_password(
     body: PasswordChangeIn, request: Request, who: Caller, rt: Rt
 ) -> Response:
@@ -219,7 +217,7 @@ async def change_password(
     return respond(request, {"status": "password_changed"})
 
 
-@router.get("/me", response_model=UserOut, responses=errors(401))
+@router.get("/me", responses=reply(UserOut) | errors(401))
 async def me(request: Request, who: Caller) -> Response:
     """Who the server thinks you are."""
     return respond(request, {"id": who.user_id, "username": who.username})

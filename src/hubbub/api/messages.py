@@ -8,15 +8,13 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from hubbub.api.common import Caller, Rt, respond
-from hubbub.api.schemas import EditIn, MessageOut, errors
-from hubbub.models import MAX_SEQ
+from hubbub.api.schemas import EditIn, errors, reply
+from hubbub.models import MAX_SEQ, Message
 
 router = APIRouter(prefix="/chat", tags=["messages"])
 
 
-@router.get(
-    "/room/{room_id}/history", response_model=list[MessageOut], responses=errors(401, 404, 422)
-)
+@router.get("/room/{room_id}/history", responses=reply(list[Message]) | errors(401, 404, 422))
 async def history(
     room_id: str,
     request: Request,
@@ -39,17 +37,13 @@ async def history(
     return respond(request, msgs)
 
 
-@router.patch(
-    "/messages/{message_id}", response_model=MessageOut, responses=errors(401, 403, 404, 409, 422)
-)
+@router.patch("/messages/{message_id}", responses=reply(Message) | errors(401, 403, 404, 409, 422))
 async def edit(message_id: str, body: EditIn, request: Request, who: Caller, rt: Rt) -> Response:
     """Edit your own message (streams ``message_edited``)."""
     return respond(request, await rt.service.edit(who, message_id, body.message))
 
 
-@router.delete(
-    "/messages/{message_id}", response_model=MessageOut, responses=errors(401, 403, 404, 409)
-)
+@router.delete("/messages/{message_id}", responses=reply(Message) | errors(401, 403, 404, 409))
 async def delete(message_id: str, request: Request, who: Caller, rt: Rt) -> Response:
     """Delete your own message, or any as a room admin (streams ``message_deleted``)."""
     return respond(request, await rt.service.delete(who, message_id))
