@@ -72,7 +72,7 @@ class Fanout:
         if event.name == "member_left":
             room.revoking = True
             self.tick_revoking = True
-        if not self._flush_scheduled:
+        if not self._flush_scheduled:  # schedule(), inlined: this runs for every event
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)
 
