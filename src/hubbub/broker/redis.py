@@ -3,7 +3,7 @@
 Each node subscribes only to the rooms it has local listeners for, on one pub/sub connection,
 read by one task. Redis pub/sub is at-most-once: while a connection is down, whatever was
 published is gone. That is fine here — the store is the source of truth: when the connection
-comes back (with exponential back-off) the node re-subscribes and calls ``on_reconnect``; the
+comes back (with exponential back-off) the node re-subscribes and calls the reconnect hook; the
 hub then compares each room's head in the store with what it has delivered and reads the
 difference. A periodic check does the same for anything lost without a disconnect.
 """
@@ -13,15 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from hubbub.broker.base import EventCallback
+from hubbub.backend_url import connect
+from hubbub.broker.base import EventCallback, ReconnectHook
 from hubbub.encoding import Event
-from hubbub.redis_client import connect
 
 log = logging.getLogger("hubbub.broker.redis")
 
@@ -38,7 +37,7 @@ class RedisBroker:
         self._on_event: EventCallback | None = None
         self._reader: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
-        self.on_reconnect: Callable[[], Awaitable[None]] | None = None
+        self._on_reconnect: ReconnectHook | None = None
 
     def channel(self, room_id: str) -> str:
         return self._prefix + room_id
@@ -78,6 +77,9 @@ class RedisBroker:
         with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
             await self._pubsub.unsubscribe(self.channel(room_id))
 
+    def on_reconnect(self, hook: ReconnectHook) -> None:
+        self._on_reconnect = hook
+
     async def _read(self) -> None:
         backoff = 0.1
         lost = False
@@ -91,8 +93,7 @@ class RedisBroker:
                     lost = False
                     backoff = 0.1
                     log.info("redis pub/sub is back; repairing from the store")
-                    if self.on_reconnect is not None:
-                        await self.on_reconnect()
+                    await self._reconnected()
                 message = await self._pubsub.get_message(timeout=1.0)
                 if message is None or message.get("type") != "message":
                     continue
@@ -109,6 +110,16 @@ class RedisBroker:
                 lost = True
                 await asyncio.sleep(backoff)
                 backoff = min(MAX_BACKOFF, backoff * 2)
+
+    async def _reconnected(self) -> None:
+        """A failing hook (the store down during the resync) must not end the reader: the
+        periodic resync repairs later, but only a live reader delivers anything at all."""
+        if self._on_reconnect is None:
+            return
+        try:
+            await self._on_reconnect()
+        except Exception:
+            log.exception("reconnect hook failed")
 
     async def _resubscribe(self) -> None:
         with contextlib.suppress(RedisError, OSError):

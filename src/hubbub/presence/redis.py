@@ -19,22 +19,30 @@ from typing import Any, Literal
 
 from redis.exceptions import RedisError
 
+from hubbub.backend_url import connect
+from hubbub.clock import Clock, Handle, LoopClock
 from hubbub.presence.base import PresenceCallback, Status
-from hubbub.redis_client import connect
 
 log = logging.getLogger("hubbub.presence.redis")
 
 
 class RedisPresence:
     def __init__(
-        self, url: str, *, grace: float = 10.0, ttl: float = 30.0, prefix: str = "hubbub:presence:"
+        self,
+        url: str,
+        *,
+        grace: float = 10.0,
+        ttl: float = 30.0,
+        prefix: str = "hubbub:presence:",
+        clock: Clock | None = None,
     ) -> None:
         self._client = connect(url)
+        self._clock: Clock = clock or LoopClock()
         self._grace = grace
         self._ttl = ttl
         self._p = prefix
         self._local: dict[str, set[str]] = {}
-        self._offline_checks: dict[str, asyncio.TimerHandle] = {}
+        self._offline_checks: dict[str, Handle] = {}
         self._on_change: PresenceCallback | None = None
         self._changes: asyncio.Queue[str] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -87,7 +95,7 @@ class RedisPresence:
         with contextlib.suppress(RedisError, OSError):
             await self._client.zrem(self._conns(user_id), conn_id)
         if user_id not in self._offline_checks:
-            self._offline_checks[user_id] = asyncio.get_running_loop().call_later(
+            self._offline_checks[user_id] = self._clock.call_later(
                 self._grace, self._grace_over, user_id
             )
 
