@@ -48,12 +48,13 @@ def limits_storage_uri(url: str) -> str:
     return "async+" + url
 
 
-def connect(url: str) -> aioredis.Redis:
+def connect(url: str, *, retries: int = 2) -> aioredis.Redis:
     """One way to open Redis for every Redis-backed part.
 
     Connections go stale when Redis restarts; without retries the first command on each pooled
     connection fails. A short retry on connection errors makes the first publish after a restart
-    go through instead of being lost until the next resync.
+    go through instead of being lost until the next resync. A pub/sub reader wants
+    ``retries=0``: a silent reconnect would hide that messages were lost meanwhile.
     """
     import redis.asyncio as aioredis
     from redis.asyncio.retry import Retry
@@ -66,7 +67,7 @@ def connect(url: str) -> aioredis.Redis:
         socket_connect_timeout=3,
         socket_timeout=5,
         health_check_interval=15,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
 

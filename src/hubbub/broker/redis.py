@@ -32,11 +32,15 @@ class RedisBroker:
         self._url = url
         self._prefix = prefix
         self._client = connect(url)
-        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        # Its own connection, without retries: redis-py would otherwise reconnect and
+        # re-subscribe silently, and the hook that repairs what was lost meanwhile never runs.
+        self._subscriber = connect(url, retries=0)
+        self._pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
         self._rooms: set[str] = set()
         self._on_event: EventCallback | None = None
         self._reader: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        self._closed = False
         self._on_reconnect: ReconnectHook | None = None
 
     def channel(self, room_id: str) -> str:
@@ -48,14 +52,18 @@ class RedisBroker:
         self._reader = asyncio.get_running_loop().create_task(self._read())
 
     async def close(self) -> None:
+        # A flag as well as a cancel: a cancellation that lands inside redis-py is sometimes
+        # absorbed, and close must not then wait on the reader forever.
+        self._closed = True
+        self._subscribed.set()
         if self._reader is not None:
             self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            await asyncio.wait([self._reader], timeout=5.0)
         with contextlib.suppress(RedisError, OSError):
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-        with contextlib.suppress(RedisError, OSError):
-            await self._client.aclose()
+        for client in (self._subscriber, self._client):
+            with contextlib.suppress(RedisError, OSError):
+                await client.aclose()
 
     async def ping(self) -> None:
         await self._client.ping()
@@ -67,10 +75,13 @@ class RedisBroker:
         self._rooms.add(room_id)
         try:
             await self._pubsub.subscribe(self.channel(room_id))
-            self._subscribed.set()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             # The reader re-subscribes everything in ``_rooms`` once Redis is back.
             log.warning("subscribe to %s deferred: %s", room_id, exc)
+        finally:
+            # Only now may the reader read: before the first subscribe completes, the pub/sub
+            # has no connection, and reading would count as losing it.
+            self._subscribed.set()
 
     async def unsubscribe(self, room_id: str) -> None:
         self._rooms.discard(room_id)
@@ -83,17 +94,17 @@ class RedisBroker:
     async def _read(self) -> None:
         backoff = 0.1
         lost = False
-        while True:
+        while not self._closed:
             try:
-                if not self._rooms:
-                    self._subscribed.clear()
-                    await self._subscribed.wait()
                 if lost:
                     await self._resubscribe()
                     lost = False
                     backoff = 0.1
                     log.info("redis pub/sub is back; repairing from the store")
                     await self._reconnected()
+                if not self._rooms:
+                    self._subscribed.clear()
+                await self._subscribed.wait()
                 message = await self._pubsub.get_message(timeout=1.0)
                 if message is None or message.get("type") != "message":
                     continue
@@ -124,6 +135,8 @@ class RedisBroker:
     async def _resubscribe(self) -> None:
         with contextlib.suppress(RedisError, OSError):
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
+        self._subscribed.clear()
         if self._rooms:
             await self._pubsub.subscribe(*[self.channel(r) for r in self._rooms])
+            self._subscribed.set()

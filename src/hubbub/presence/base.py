@@ -26,7 +26,12 @@ class Presence(Protocol):
     async def start(self, on_change: PresenceCallback) -> None:
         """Begin announcing to ``on_change(user_id, status)``: exactly once per effective change
         (across every node sharing the backend), never for a change that undoes itself within
-        the grace. An exception raised by it is logged; the change is not retried."""
+        the grace. An exception raised by it is logged; the change is not retried.
+
+        What is announced is the user's status when the announcer gets to them (Redis) or each
+        transition (memory): changes made faster than they can be announced (a connect and an
+        ``away`` in the same millisecond) may fold into one announcement of the final status,
+        and a change undone before its announcement may announce nothing."""
         ...
 
     async def close(self) -> None:
