@@ -104,6 +104,18 @@ async def test_offline_only_after_the_grace(kind: str) -> None:
 
 
 @each_backend
+async def test_a_connection_closed_at_once_is_still_online_for_the_grace(kind: str) -> None:
+    clock = ManualClock()
+    async with nodes(kind, clock=clock) as [node]:
+        await node.presence.connect("u", "c1")
+        await node.presence.disconnect("u", "c1")
+        await node.flush()
+        assert node.changes == [("u", "online")]
+        await clock.advance(GRACE + 1)
+        await eventually(lambda: node.changes == [("u", "online"), ("u", "offline")])
+
+
+@each_backend
 async def test_a_reconnect_within_the_grace_does_not_flap(kind: str) -> None:
     clock = ManualClock()
     async with nodes(kind, clock=clock) as [node]:
