@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from functools import partial
 
 from hubbub.auth.identity import Authenticator
 from hubbub.auth.tokens import TokenSigner
+from hubbub.backend_url import namespace
 from hubbub.broker.base import open_broker
 from hubbub.config import Settings
 from hubbub.encoding import Event, use_cursor_secret
@@ -16,18 +16,15 @@ from hubbub.files.base import FileStore
 from hubbub.files.local import LocalFileStore
 from hubbub.hub import Hub
 from hubbub.metrics import Metrics
-from hubbub.presence.base import Presence
-from hubbub.presence.memory import MemoryPresence
-from hubbub.presence.redis import RedisPresence
-from hubbub.ratelimit import FailureLimiter, SendLimiter
-from hubbub.redis_client import namespace
+from hubbub.presence.base import open_presence
+from hubbub.ratelimit.base import open_failure_limiter, open_send_limiter
 from hubbub.service import ChatService
 from hubbub.store.sql import SqlStore
 from hubbub.transports.context import StreamConfig, StreamDeps
 from hubbub.transports.events import AllRoomsStreams
 from hubbub.transports.limits import StreamLimits
 from hubbub.transports.resume import PresenceSnapshots, event_of
-from hubbub.typing_redis import RedisTypingTracker
+from hubbub.typing.base import open_typing
 
 log = logging.getLogger("hubbub")
 
@@ -50,28 +47,27 @@ class Runtime:
             cookie_secure=settings.cookie_secure,
         )
         ns = namespace(settings.broker_prefix)
-        self.limiter = SendLimiter(
+        self.limiter = open_send_limiter(
+            settings.broker,
             settings.rate_limit_per_second,
             settings.rate_limit_burst,
-            settings.broker,
             key_prefix=f"{ns}limits",
         )
-        self.sign_ins = FailureLimiter(
+        self.sign_ins = open_failure_limiter(
+            settings.broker,
             settings.auth_failures_per_user,
             settings.auth_failures_per_address,
             settings.auth_failure_window,
-            settings.broker,
             key_prefix=f"{ns}limits",
         )
-        self.presence: Presence = (
-            RedisPresence(
-                settings.broker,
-                grace=settings.presence_grace,
-                ttl=settings.presence_ttl,
-                prefix=f"{ns}presence:",
-            )
-            if settings.shared_broker()
-            else MemoryPresence(settings.presence_grace)
+        self.presence = open_presence(
+            settings.broker,
+            grace=settings.presence_grace,
+            ttl=settings.presence_ttl,
+            prefix=f"{ns}presence:",
+        )
+        self.typing = open_typing(
+            settings.broker, expiry=settings.typing_timeout, prefix=f"{ns}typing:"
         )
         self.hub = Hub(
             self.broker,
@@ -90,17 +86,7 @@ class Runtime:
             write_batch_max=settings.write_batch_max,
             on_stored=self.metrics.messages.inc,
             presence=self.presence,
-            typing_expiry=settings.typing_timeout,
-            typing_factory=(
-                partial(
-                    RedisTypingTracker,
-                    settings.broker,
-                    expiry=settings.typing_timeout,
-                    prefix=f"{ns}typing:",
-                )
-                if settings.shared_broker()
-                else None
-            ),
+            typing=self.typing,
         )
         self.files: FileStore = LocalFileStore(settings.data_dir / "files")
         self.service.files = self.files
@@ -147,9 +133,9 @@ class Runtime:
         self.hub.positions.rebase(await self.store.position())
         await self.files.start()
         await self.hub.start()
+        self.broker.on_reconnect(self._resync)
         await self.service.start()
         if self.settings.shared_broker():
-            self.broker.on_reconnect = self._resync  # type: ignore[attr-defined]
             self._resyncer = asyncio.get_running_loop().create_task(self._resync_loop())
         if self.settings.retention_days is not None:
             self._housekeeping = asyncio.get_running_loop().create_task(self._purge_loop())

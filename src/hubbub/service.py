@@ -48,7 +48,8 @@ from hubbub.models import (
 from hubbub.presence.base import Presence, Status
 from hubbub.presence.memory import MemoryPresence
 from hubbub.store.base import AppendOutcome, AppendRequest, AppendResult, RoomView, Store
-from hubbub.typing_state import Typing, TypingCallback, TypingTracker
+from hubbub.typing.base import Typing
+from hubbub.typing.memory import MemoryTypingTracker
 
 log = logging.getLogger("hubbub.service")
 
@@ -115,17 +116,12 @@ class ChatService:
         write_batch_max: int = 256,
         on_stored: Callable[[int], None] | None = None,
         presence: Presence | None = None,
-        typing_expiry: float = 5.0,
-        typing_factory: Callable[[TypingCallback], Typing] | None = None,
+        typing: Typing | None = None,
     ) -> None:
         self.store = store
         self.broker = broker
         self.presence: Presence = presence or MemoryPresence()
-        self.typing: Typing = (
-            typing_factory(self._typing_changed)
-            if typing_factory is not None
-            else TypingTracker(self._typing_changed, typing_expiry)
-        )
+        self.typing: Typing = typing or MemoryTypingTracker()
         self.trust = trust
         self.max_message_chars = max_message_chars
         self._batch_max = write_batch_max
@@ -138,11 +134,12 @@ class ChatService:
 
     async def start(self) -> None:
         await self.presence.start(self._presence_changed)
+        await self.typing.start(self._typing_changed)
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
     async def close(self) -> None:
         """Finish every queued send, then stop the writer."""
-        self.typing.close()
+        await self.typing.close()
         await self.presence.close()
         if self._writer is not None:
             await self._queue.put(None)

@@ -7,7 +7,7 @@ import pytest
 
 from hubbub.auth.tokens import TokenSigner
 from hubbub.errors import RateLimited, Unauthenticated
-from hubbub.ratelimit import SendLimiter
+from hubbub.ratelimit.memory import MemorySendLimiter
 
 SECRET = "unit-test-secret-0123456789-abcdefghijklmnop"
 
@@ -48,7 +48,7 @@ def test_session_token_is_not_an_access_token() -> None:
 
 
 async def test_send_limiter_burst_then_429_with_retry_after() -> None:
-    limiter = SendLimiter(10, 20)
+    limiter = MemorySendLimiter(10, 20)
     for _ in range(20):
         await limiter.check("u")
     with pytest.raises(RateLimited) as info:

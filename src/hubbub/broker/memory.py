@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from hubbub.broker.base import EventCallback
+from hubbub.broker.base import EventCallback, ReconnectHook
 from hubbub.encoding import Event
 
 
 class MemoryBroker:
+    """Delivery is a direct call, so nothing is ever lost or reordered and there is no
+    connection to lose: the reconnect hook is accepted and never called."""
+
     def __init__(self) -> None:
         self._on_event: EventCallback | None = None
         self._rooms: set[str] = set()
@@ -30,3 +33,6 @@ class MemoryBroker:
 
     async def unsubscribe(self, room_id: str) -> None:
         self._rooms.discard(room_id)
+
+    def on_reconnect(self, hook: ReconnectHook) -> None:
+        return None

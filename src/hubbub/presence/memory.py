@@ -8,6 +8,7 @@ import logging
 from collections.abc import Iterable
 from typing import Literal
 
+from hubbub.clock import Clock, Handle, LoopClock
 from hubbub.presence.base import PresenceCallback, Status
 
 log = logging.getLogger("hubbub.presence")
@@ -19,13 +20,14 @@ class _User:
     def __init__(self) -> None:
         self.conns: set[str] = set()
         self.away = False
-        self.offline_timer: asyncio.TimerHandle | None = None
+        self.offline_timer: Handle | None = None
         self.reported: Status = "offline"
 
 
 class MemoryPresence:
-    def __init__(self, grace: float = 10.0) -> None:
+    def __init__(self, grace: float = 10.0, *, clock: Clock | None = None) -> None:
         self._grace = grace
+        self._clock: Clock = clock or LoopClock()
         self._users: dict[str, _User] = {}
         self._on_change: PresenceCallback | None = None
         self._changes: asyncio.Queue[tuple[str, Status]] = asyncio.Queue()
@@ -85,9 +87,7 @@ class MemoryPresence:
             return
         user.conns.discard(conn_id)
         if not user.conns and user.offline_timer is None:
-            user.offline_timer = asyncio.get_running_loop().call_later(
-                self._grace, self._expire, user_id
-            )
+            user.offline_timer = self._clock.call_later(self._grace, self._expire, user_id)
 
     def _expire(self, user_id: str) -> None:
         user = self._users.get(user_id)

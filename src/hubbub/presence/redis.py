@@ -19,24 +19,32 @@ from typing import Any, Literal
 
 from redis.exceptions import RedisError
 
+from hubbub.backend_url import connect
+from hubbub.clock import Clock, Handle, LoopClock
 from hubbub.presence.base import PresenceCallback, Status
-from hubbub.redis_client import connect
 
 log = logging.getLogger("hubbub.presence.redis")
 
 
 class RedisPresence:
     def __init__(
-        self, url: str, *, grace: float = 10.0, ttl: float = 30.0, prefix: str = "hubbub:presence:"
+        self,
+        url: str,
+        *,
+        grace: float = 10.0,
+        ttl: float = 30.0,
+        prefix: str = "hubbub:presence:",
+        clock: Clock | None = None,
     ) -> None:
         self._client = connect(url)
+        self._clock: Clock = clock or LoopClock()
         self._grace = grace
         self._ttl = ttl
         self._p = prefix
         self._local: dict[str, set[str]] = {}
-        self._offline_checks: dict[str, asyncio.TimerHandle] = {}
+        self._offline_checks: dict[str, Handle] = {}
         self._on_change: PresenceCallback | None = None
-        self._changes: asyncio.Queue[str] = asyncio.Queue()
+        self._changes: asyncio.Queue[str | None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
 
     def _conns(self, user_id: str) -> str:
@@ -50,10 +58,14 @@ class RedisPresence:
     async def close(self) -> None:
         for handle in self._offline_checks.values():
             handle.cancel()
+        # The announcer is stopped by a sentinel as well as cancelled: a cancellation that
+        # lands while redis-py is mid-command is sometimes absorbed (seen with redis-py 8),
+        # and the worker would then wait on the queue forever, holding up shutdown.
+        self._changes.put_nowait(None)
         for task in self._tasks:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5.0)
         # Our connections are closing with the process: let them expire for the others.
         with contextlib.suppress(RedisError, OSError):
             await self._client.aclose()
@@ -84,12 +96,14 @@ class RedisPresence:
         local.discard(conn_id)
         if not local:
             del self._local[user_id]
-        with contextlib.suppress(RedisError, OSError):
-            await self._client.zrem(self._conns(user_id), conn_id)
+        # The grace starts before the connection leaves Redis: an announcer reading the user
+        # in between must see them pending (still online), not offline with nothing announced.
         if user_id not in self._offline_checks:
-            self._offline_checks[user_id] = asyncio.get_running_loop().call_later(
+            self._offline_checks[user_id] = self._clock.call_later(
                 self._grace, self._grace_over, user_id
             )
+        with contextlib.suppress(RedisError, OSError):
+            await self._client.zrem(self._conns(user_id), conn_id)
 
     def _grace_over(self, user_id: str) -> None:
         self._offline_checks.pop(user_id, None)
@@ -139,6 +153,8 @@ class RedisPresence:
         """One worker: a user's changes go out in order, each claimed once across nodes."""
         while True:
             user_id = await self._changes.get()
+            if user_id is None:
+                return
             try:
                 status = (await self.statuses([user_id]))[user_id]
                 old = await self._client.set(f"{self._p}status:{user_id}", status, get=True)

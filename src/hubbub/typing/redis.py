@@ -1,8 +1,8 @@
-"""Typing indicators shared by every node, in Redis (same rules as ``typing_state.py``).
+"""Typing indicators shared by every node, in Redis (the rules are in ``base.py``).
 
-``typing:<room>:<user>`` lives for ``expiry`` seconds and is renewed by each "typing" call on
-any node; ``typing-on:<room>:<user>`` marks that the room was told ``true``. Telling is claimed
-atomically: ``SET typing-on NX`` (one node announces ``true``), ``DEL typing-on`` returning 1
+``<prefix><room>:<user>`` lives for ``expiry`` seconds and is renewed by each "typing" call on
+any node; ``<prefix>on:<room>:<user>`` marks that the room was told ``true``. Telling is claimed
+atomically: ``SET on NX`` (one node announces ``true``), ``DEL on`` returning 1
 (one node announces ``false``), whether the indicator ended by request, by a sent message, or by
 expiring — every node that touched it checks when it should have expired.
 """
@@ -10,14 +10,14 @@ expiring — every node that touched it checks when it should have expired.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import time
-from typing import Any
 
 from redis.exceptions import RedisError
 
-from hubbub.redis_client import connect
-from hubbub.typing_state import TypingCallback
+from hubbub.backend_url import connect
+from hubbub.clock import Clock, Handle, LoopClock
+from hubbub.typing.base import TypingCallback
 
 log = logging.getLogger("hubbub.typing")
 
@@ -26,17 +26,26 @@ class RedisTypingTracker:
     def __init__(
         self,
         url: str,
-        on_change: TypingCallback,
+        *,
         expiry: float = 5.0,
         prefix: str = "hubbub:typing:",
+        clock: Clock | None = None,
     ) -> None:
         self._client = connect(url)
-        self._on_change = on_change
+        self._on_change: TypingCallback | None = None
         self._expiry = expiry
+        self._clock: Clock = clock or LoopClock()
         self._p = prefix
-        self._checks: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self._checks: dict[tuple[str, str], Handle] = {}
         self._touched: dict[tuple[str, str], float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, on_change: TypingCallback) -> None:
+        self._on_change = on_change
+
+    async def _announce(self, room_id: str, user_id: str, username: str, on: bool) -> None:
+        if self._on_change is not None:
+            await self._on_change(room_id, user_id, username, on)
 
     def _keys(self, room_id: str, user_id: str) -> tuple[str, str]:
         return f"{self._p}{room_id}:{user_id}", f"{self._p}on:{room_id}:{user_id}"
@@ -49,10 +58,10 @@ class RedisTypingTracker:
                 pipe.set(state, b"1", px=int(self._expiry * 1000))
                 pipe.set(told, b"1", nx=True, px=int(self._expiry * 4000))
                 _, claimed = await pipe.execute()
-            self._touched[key] = time.monotonic() + self._expiry
+            self._touched[key] = self._clock.now() + self._expiry
             self._schedule(room_id, user_id, username, self._expiry)
             if claimed:
-                await self._on_change(room_id, user_id, username, True)
+                await self._announce(room_id, user_id, username, True)
                 return True
             return False
         self._touched.pop(key, None)
@@ -61,21 +70,21 @@ class RedisTypingTracker:
             pipe.delete(told)
             _, ended = await pipe.execute()
         if ended:
-            await self._on_change(room_id, user_id, username, False)
+            await self._announce(room_id, user_id, username, False)
             return True
         return False
 
     def active(self, room_id: str, user_id: str) -> bool:
         """Whether this node saw the user typing recently (a cheap local hint)."""
         until = self._touched.get((room_id, user_id))
-        return until is not None and until > time.monotonic()
+        return until is not None and until > self._clock.now()
 
     def _schedule(self, room_id: str, user_id: str, username: str, delay: float) -> None:
         key = (room_id, user_id)
         old = self._checks.pop(key, None)
         if old is not None:
             old.cancel()
-        self._checks[key] = asyncio.get_running_loop().call_later(
+        self._checks[key] = self._clock.call_later(
             delay + 0.05, self._check_soon, room_id, user_id, username
         )
 
@@ -94,17 +103,17 @@ class RedisTypingTracker:
                 return
             self._touched.pop((room_id, user_id), None)
             if await self._client.delete(told):
-                await self._on_change(room_id, user_id, username, False)
+                await self._announce(room_id, user_id, username, False)
         except (RedisError, OSError) as exc:
             log.warning("typing expiry of %s in %s not checked: %s", user_id, room_id, exc)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         for handle in self._checks.values():
             handle.cancel()
         self._checks.clear()
         for task in list(self._tasks):
             task.cancel()
-
-    async def aclose(self) -> Any:
-        self.close()
-        return await self._client.aclose()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(RedisError, OSError):
+            await self._client.aclose()
