@@ -55,7 +55,7 @@ async def test_seq_is_gap_free_under_concurrent_writers(store_url: str) -> None:
             seqs = []
             for i in range(40):
                 batch = [req("room", "u", f"{tag}{i}-{j}") for j in range(3)]
-                for res in await store.append_batch(batch):
+                for res in await store.messages.append_batch(batch):
                     assert res.outcome is AppendOutcome.CREATED
                     assert res.message is not None
                     seqs.append(res.message.seq)
@@ -217,11 +217,11 @@ async def test_revs_are_gap_free_under_concurrent_writers_and_changes(store_url:
 
         async def sender(store: SqlStore) -> None:
             for i in range(20):
-                await store.append_batch([req("g", "u", f"m{i}"), req("g", "u", f"n{i}")])
+                await store.messages.append_batch([req("g", "u", f"m{i}"), req("g", "u", f"n{i}")])
 
         async def editor(store: SqlStore) -> None:
             for i in range(20):
-                await store.edit_message(target, f"edit {i}")
+                await store.messages.edit_message(target, f"edit {i}")
 
         await asyncio.gather(sender(a), editor(b), sender(b), editor(a))
         log = await a.room_log("g", 0, 1000)

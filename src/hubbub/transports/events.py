@@ -95,14 +95,14 @@ class AllRoomsStreams:
                 if await life.ended_meanwhile():
                     await cleanup()
                     return
-                room_ids = await rt.store.room_ids_of(who.user_id)
+                room_ids = await rt.store.rooms.room_ids_of(who.user_id)
                 await asyncio.gather(*[rt.hub.attach(conn, r, replaying=True) for r in room_ids])
                 # A fresh stream starts at the newest entry its caller can see: its cursor
                 # never moves with activity in rooms the caller cannot read.
                 start = (
                     after
                     if after is not None
-                    else await rt.store.visible_position(who.user_id, room_ids)
+                    else await rt.store.log.visible_position(who.user_id, room_ids)
                 )
                 snapshot = await rt.presence_snapshots.of(room_ids, per_room=False)
                 conn.send_frames(
@@ -142,7 +142,7 @@ class AllRoomsStreams:
         page_size = self.rt.settings.replay_page
         out: list[Event] = []
         while True:
-            page = await self.rt.store.user_log(user_id, since, page_size, only_room=room_id)
+            page = await self.rt.store.log.user_log(user_id, since, page_size, only_room=room_id)
             out += events_of(page)
             if len(page) < page_size:
                 return out

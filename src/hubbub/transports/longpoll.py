@@ -120,7 +120,7 @@ async def poll(rt: Runtime, scope: Scope, receive: Receive, send: Send, room_id:
             head = room.last_seq
             # No `after`: the next message. A cursor from the future (another database): now.
             seq_after = head if after_f is None else min(int(after_f), head)
-            messages = await rt.store.history(room_id, after=seq_after, limit=limit)
+            messages = await rt.store.messages.history(room_id, after=seq_after, limit=limit)
             found = [Event.message(m) for m in messages]
             through = seq_after
 

@@ -72,8 +72,8 @@ async def room_rev(rt: Runtime, room_id: str, cursor: tuple[str, int]) -> int:
     """Where a cursor stands in the room's log, clamped to now (a cursor from the future, e.g.
     of another database, resumes from now rather than waiting for it)."""
     kind, value = cursor
-    rev = value if kind == "rev" else (await rt.store.rev_at(room_id, value) if value else 0)
-    head = max((await rt.store.heads([room_id])).get(room_id, 0), rt.hub.head(room_id))
+    rev = value if kind == "rev" else (await rt.store.log.rev_at(room_id, value) if value else 0)
+    head = max((await rt.store.log.heads([room_id])).get(room_id, 0), rt.hub.head(room_id))
     return min(rev, head)
 
 
@@ -130,9 +130,9 @@ async def _drive(
         while replay:
             if not by_position:
                 assert room_id is not None
-                page = await rt.store.room_log(room_id, resume.cursor, page_size)
+                page = await rt.store.log.room_log(room_id, resume.cursor, page_size)
             else:
-                page = await rt.store.user_log(
+                page = await rt.store.log.user_log(
                     conn.user_id, resume.cursor, page_size, only_room=only_room
                 )
             through = _key(page[-1], by_position) if page else None
@@ -164,7 +164,7 @@ async def read_room_log(
     rt: Runtime, room_id: str, after: int, limit: int
 ) -> tuple[list[Event], int]:
     """Long-poll: the room's stored events after rev ``after``, and the rev read through."""
-    page = await rt.store.room_log(room_id, after, limit)
+    page = await rt.store.log.room_log(room_id, after, limit)
     through = _key(page[-1], False) if page else after
     return events_of(page), through
 
@@ -218,7 +218,7 @@ class PresenceSnapshots:
             and cached[1] is listening
         ):
             return cached[2]
-        ids = [m.user_id for m in await self.rt.store.members(room_id)]
+        ids = [m.user_id for m in await self.rt.store.rooms.members(room_id)]
         if len(self._members) > self._MAX_ROOMS:
             self._members.clear()
             self._events.clear()

@@ -175,8 +175,8 @@ async def room_stream(
 async def _reset_to(rt: Runtime, room_id: str, cursor: tuple[str, int]) -> int | None:
     """With retention on, a cursor older than what is kept resumes from the oldest kept
     message, announced by ``event: reset`` — never a silent hole."""
-    room = await rt.store.room(room_id)
-    oldest = await rt.store.oldest_seq(room_id)
+    room = await rt.store.rooms.room(room_id)
+    oldest = await rt.store.messages.oldest_seq(room_id)
     last_seq = room.last_seq if room is not None else 0
     first_kept = oldest if oldest is not None else last_seq + 1
     if first_kept <= 1:
@@ -184,7 +184,7 @@ async def _reset_to(rt: Runtime, room_id: str, cursor: tuple[str, int]) -> int |
     kind, value = cursor
     if kind == "seq":
         return first_kept if value + 1 < first_kept else None
-    kept_rev = await rt.store.rev_at(room_id, first_kept) if oldest is not None else None
+    kept_rev = await rt.store.log.rev_at(room_id, first_kept) if oldest is not None else None
     if kept_rev is not None and value < kept_rev - 1:
         return first_kept
     return None
