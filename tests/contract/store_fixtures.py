@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from hubbub.changes import Entry
+from hubbub.changes import Entry, LoggedMessage
 from hubbub.models import NewMessage
 from hubbub.store.base import AppendRequest
 from hubbub.store.sql import SqlStore
@@ -65,6 +65,11 @@ def strict(room: str, user: str, text: str, cmid: str | None = None) -> AppendRe
 
 def revs(entries: list[Entry]) -> list[int]:
     return [e.rev or 0 for e in entries]
+
+
+def channel(entry: Entry) -> str:
+    """The room (or personal channel) an entry of the log belongs to."""
+    return entry.message.room_id if isinstance(entry, LoggedMessage) else entry.room_id
 
 
 async def sql(store: SqlStore, statement: str, **params: Any) -> Any:
