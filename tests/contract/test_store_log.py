@@ -222,6 +222,7 @@ async def test_log_between_is_a_position_range_of_some_channels(store: SqlStore)
     assert isinstance(got[1], LoggedMessage) and got[1].message.text == "x1"
     assert isinstance(got[0], Change) and got[0].name == "room_added"
     assert [e.position for e in await s.log.log_between(3, 6, ["x", "y"])] == [4, 6]
+    assert [e.position for e in await s.log.log_between(3, 5, ["y", "@v"])] == [4, 5]
     assert await s.log.log_between(0, 7, []) == []
     assert await s.log.log_between(7, 7, ["x"]) == []
     assert await s.log.log_between(5, 3, ["x"]) == []

@@ -8,6 +8,7 @@ from hubbub.errors import BadRequest
 from hubbub.store.sql import SqlStore
 from tests.contract.store_fixtures import (  # noqa: F401
     req,
+    sql,
     store_fixture,
     store_url_fixture,
 )
@@ -35,6 +36,9 @@ async def test_search_sees_only_what_the_user_may_read(store: SqlStore) -> None:
     [gone] = await s.messages.append_batch([req("open", "a", "kiwi deleted later")])
     assert gone.message is not None
     await s.messages.delete_message(gone.message.id)
+    [hidden] = await s.messages.append_batch([req("open", "a", "kiwi flagged deleted")])
+    assert hidden.message is not None  # deleted, its text still there: the flag alone hides it
+    await sql(s, "UPDATE messages SET deleted = :d WHERE id = :id", d=True, id=hidden.message.id)
     assert await texts(s, "a", ["kiwi"]) == {"kiwi in the open", "kiwi for a alone"}
     assert await texts(s, "b", ["kiwi"]) == {"kiwi in the open", "kiwi for b alone"}
     assert await texts(s, "stranger", ["kiwi"]) == {"kiwi in the open"}

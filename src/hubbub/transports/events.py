@@ -158,7 +158,7 @@ class AllRoomsStreams:
         except (msgspec.DecodeError, KeyError, TypeError):
             return
         # The room's log from just before the join: ``member_joined`` is logged right before
-        # ``room_added`` (``store/sql.py`` ``_entered``).
+        # ``room_added`` (``store/sql/rows.py`` ``entered``).
         since = max(0, (event.position or 0) - 2)
         for conn in list(self.streams):
             if conn.user_id == user_id:
