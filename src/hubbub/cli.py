@@ -171,9 +171,9 @@ def user_create(
         store = SqlStore(settings.database_url())
         await store.start()
         try:
-            if await store.user_by_name(name) is not None:
+            if await store.accounts.user_by_name(name) is not None:
                 raise typer.Exit(1)
-            user = await store.create_user(name, await hash_password(password))
+            user = await store.accounts.create_user(name, await hash_password(password))
             return user.id
         finally:
             await store.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Annotated, Literal
 
 import msgspec
@@ -21,13 +20,9 @@ MAX_SEQ = 2**53
 _PERSONAL = "@"
 
 
-class ChannelKind(StrEnum):
-    """Rooms and users' personal channels share the broker and the change log (a personal
-    change is logged under ``room_id`` ``@user``); the name alone tells them apart, so this
-    module is the one place that knows how."""
-
-    ROOM = "room"  # a room's messages and changes, seen by its members
-    PERSONAL = "personal"  # one user's own changes (rooms added or removed, read moves)
+# Rooms and users' personal channels share the broker and the change log (a personal change is
+# logged under ``room_id`` ``@user``); the name alone tells them apart, and the three functions
+# below are the one place that knows how.
 
 
 def personal_channel(user_id: str) -> str:
@@ -37,10 +32,6 @@ def personal_channel(user_id: str) -> str:
 
 def is_personal(channel: str) -> bool:
     return channel.startswith(_PERSONAL)
-
-
-def channel_kind(channel: str) -> ChannelKind:
-    return ChannelKind.PERSONAL if is_personal(channel) else ChannelKind.ROOM
 
 
 def channel_user(channel: str) -> str | None:

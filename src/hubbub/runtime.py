@@ -114,23 +114,23 @@ class Runtime:
 
     async def _head(self, room_id: str) -> int:
         """The newest rev of a room's log (the hub's sequencer starts there)."""
-        return (await self.store.heads([room_id])).get(room_id, 0)
+        return (await self.store.log.heads([room_id])).get(room_id, 0)
 
     async def _gap(self, room_id: str, after: int, before: int) -> list[Event]:
         """A hole in a room's log, read back from the store (messages and changes)."""
         limit = min(before - after - 1, self.settings.replay_page)
-        found = await self.store.room_log(room_id, after, limit, before)
+        found = await self.store.log.room_log(room_id, after, limit, before)
         return [event_of(e) for e in found]
 
     async def _positions_between(
         self, after: int, through: int, room_ids: list[str]
     ) -> list[Event]:
         """The stored entries of ``room_ids`` with stream positions in ``(after, through]``."""
-        return [event_of(e) for e in await self.store.log_between(after, through, room_ids)]
+        return [event_of(e) for e in await self.store.log.log_between(after, through, room_ids)]
 
     async def start(self) -> None:
         await self.store.start()
-        self.hub.positions.rebase(await self.store.position())
+        self.hub.positions.rebase(await self.store.log.position())
         await self.files.start()
         await self.hub.start()
         self.broker.on_reconnect(self._resync)
@@ -146,7 +146,7 @@ class Runtime:
             )
 
     async def _resync(self) -> None:
-        await self.hub.resync(self.store.heads)
+        await self.hub.resync(self.store.log.heads)
 
     async def _resync_loop(self) -> None:
         while True:
@@ -175,7 +175,7 @@ class Runtime:
         assert days is not None
         while True:
             try:
-                removed, file_ids = await self.store.purge_older_than(days)
+                removed, file_ids = await self.store.messages.purge_older_than(days)
                 for file_id in file_ids:
                     await self.files.delete(file_id)
                 if removed or file_ids:

@@ -217,7 +217,7 @@ class ChatService:
     async def _commit(self, jobs: list[_Job]) -> None:
         try:
             results = await asyncio.wait_for(
-                self.store.append_batch([j.request for j in jobs]), self.commit_timeout
+                self.store.messages.append_batch([j.request for j in jobs]), self.commit_timeout
             )
         except Exception as exc:
             log.error("append of %d messages failed: %s", len(jobs), exc)
@@ -292,7 +292,7 @@ class ChatService:
     async def readable_room(self, who: Identity, room_id: str) -> tuple[Room, Role | None]:
         """The room if ``who`` may read it; a private room is 404 to non-members."""
         check_room_id(room_id)
-        found = await self.store.room_for(room_id, who.user_id)
+        found = await self.store.rooms.room_for(room_id, who.user_id)
         if found is None or (found[0].visibility == "private" and found[1] is None):
             raise NotFound(f"room {room_id!r} not found", code="room_not_found")
         return found
@@ -301,10 +301,10 @@ class ChatService:
         """Before a stream: in trust mode the room is created and joined on first use."""
         if self.trust:
             check_room_id(room_id)
-            found = await self.store.room_for(room_id, who.user_id)
+            found = await self.store.rooms.room_for(room_id, who.user_id)
             if found is not None and found[1] is not None:
                 return found[0]  # a member already: one read, the common case
-            room, changes = await self.store.enter_room(room_id, who.user_id, who.username)
+            room, changes = await self.store.rooms.enter_room(room_id, who.user_id, who.username)
             if found is None and room.created_by == who.user_id and changes:
                 await self._announce_room(room)
             await self._publish_changes(changes)
@@ -324,15 +324,15 @@ class ChatService:
     ) -> list[Message]:
         if self.trust:
             check_room_id(room_id)
-            if await self.store.room(room_id) is None:
+            if await self.store.rooms.room(room_id) is None:
                 return []
         await self.readable_room(who, room_id)
-        return await self.store.history(room_id, after=after, before=before, limit=limit)
+        return await self.store.messages.history(room_id, after=after, before=before, limit=limit)
 
     # editing -----------------------------------------------------------------------------
 
     async def _own_message(self, who: Identity, message_id: str, *, admin_ok: bool) -> Message:
-        msg = await self.store.message(message_id)
+        msg = await self.store.messages.message(message_id)
         if msg is None:
             raise NotFound("message not found", code="message_not_found")
         _, role = await self.readable_room(who, msg.room_id)
@@ -345,7 +345,7 @@ class ChatService:
     async def edit(self, who: Identity, message_id: str, text: str) -> Message:
         check_text(text, self.max_message_chars)
         await self._own_message(who, message_id, admin_ok=False)
-        done = await self.store.edit_message(message_id, text)
+        done = await self.store.messages.edit_message(message_id, text)
         if done is None:
             raise Conflict("the message was deleted", code="message_deleted")
         msg, changes = done
@@ -354,7 +354,7 @@ class ChatService:
 
     async def delete(self, who: Identity, message_id: str) -> Message:
         original = await self._own_message(who, message_id, admin_ok=True)
-        done = await self.store.delete_message(message_id)
+        done = await self.store.messages.delete_message(message_id)
         if done is None:
             raise NotFound("message not found", code="message_not_found")
         msg, changes = done
@@ -379,15 +379,15 @@ class ChatService:
         self, who: Identity, message_id: str, reaction: str, *, add: bool
     ) -> tuple[Message, bool]:
         check_reaction(reaction)
-        msg = await self.store.message(message_id)
+        msg = await self.store.messages.message(message_id)
         if msg is None:
             raise NotFound("message not found", code="message_not_found")
         await self.member_of(who, msg.room_id)
         if msg.deleted:
             raise Conflict("the message was deleted", code="message_deleted")
-        changes = await self.store.react(message_id, who.user_id, reaction, add)
+        changes = await self.store.messages.react(message_id, who.user_id, reaction, add)
         await self._publish_changes(changes)
-        fresh = await self.store.message(message_id)
+        fresh = await self.store.messages.message(message_id)
         return (fresh or msg), bool(changes)
 
     async def mark_read(self, who: Identity, room_id: str, seq: int) -> tuple[int, int]:
@@ -399,7 +399,7 @@ class ChatService:
                 code="invalid_seq",
                 details={"last_seq": room.last_seq},
             )
-        pointer, changes = await self.store.mark_read(room_id, who.user_id, seq)
+        pointer, changes = await self.store.messages.mark_read(room_id, who.user_id, seq)
         if changes:
             # The room sees the receipt live; the reader's user-level streams get the stored
             # change on their personal channel (resumable), so the room's copy skips those.
@@ -431,7 +431,7 @@ class ChatService:
     async def _presence_changed(self, user_id: str, status: Status) -> None:
         """Tell every room the user is in (each room's listeners share the user's rooms)."""
         try:
-            room_ids = await self.store.room_ids_of(user_id)
+            room_ids = await self.store.rooms.room_ids_of(user_id)
         except Exception as exc:
             log.warning("presence of %s not published: %s", user_id, exc)
             return
@@ -448,10 +448,10 @@ class ChatService:
         name = check_room_name(name)
         if room_id is not None:
             check_room_id(room_id)
-            if await self.store.room(room_id) is not None:
+            if await self.store.rooms.room(room_id) is not None:
                 raise Conflict(f"room {room_id!r} already exists", code="room_exists")
         try:
-            room, changes = await self.store.create_room(
+            room, changes = await self.store.rooms.create_room(
                 name, visibility, who.user_id, room_id, who.username
             )
             await self._announce_room(room)
@@ -460,30 +460,30 @@ class ChatService:
         except HubbubError:
             raise
         except Exception as exc:
-            if room_id is not None and await self.store.room(room_id) is not None:
+            if room_id is not None and await self.store.rooms.room(room_id) is not None:
                 raise Conflict(f"room {room_id!r} already exists", code="room_exists") from exc
             raise
 
     async def rooms(self, who: Identity) -> list[RoomView]:
-        return await self.store.rooms_for(who.user_id)
+        return await self.store.rooms.rooms_for(who.user_id)
 
     async def join(self, who: Identity, room_id: str) -> tuple[Room, bool]:
         if self.trust:
             check_room_id(room_id)
-            if await self.store.membership(room_id, who.user_id) is None:
+            if await self.store.rooms.membership(room_id, who.user_id) is None:
                 await self.open_room(who, room_id)
                 room, _ = await self.readable_room(who, room_id)
                 return room, True
         room, role = await self.readable_room(who, room_id)
         if role is not None:
             return room, False
-        changes = await self.store.add_member(room_id, who.user_id)
+        changes = await self.store.rooms.add_member(room_id, who.user_id)
         await self._publish_changes(changes)
         return room, bool(changes)
 
     async def leave(self, who: Identity, room_id: str) -> bool:
         await self.readable_room(who, room_id)
-        changes = await self.store.remove_member(room_id, who.user_id)
+        changes = await self.store.rooms.remove_member(room_id, who.user_id)
         await self._publish_changes(changes)
         return bool(changes)
 
@@ -493,8 +493,8 @@ class ChatService:
         _, role = await self.readable_room(who, room_id)
         if user_id != who.user_id and role != "admin":
             raise Forbidden("only room admins can remove members", code="not_room_admin")
-        changes = await self.store.remove_member(room_id, user_id)
-        if not changes and await self.store.user_by_id(user_id) is None:
+        changes = await self.store.rooms.remove_member(room_id, user_id)
+        if not changes and await self.store.accounts.user_by_id(user_id) is None:
             raise NotFound("user not found", code="user_not_found")
         await self._publish_changes(changes)
         return bool(changes)
@@ -508,7 +508,7 @@ class ChatService:
             raise Forbidden("only room admins can change the room", code="not_room_admin")
         if name is not None:
             name = check_room_name(name)
-        done = await self.store.update_room(room_id, name=name, visibility=visibility)
+        done = await self.store.rooms.update_room(room_id, name=name, visibility=visibility)
         if done is None:
             raise NotFound(f"room {room_id!r} not found", code="room_not_found")
         room, changes = done
@@ -518,7 +518,7 @@ class ChatService:
     async def members(self, who: Identity, room_id: str) -> list[Member]:
         """Members with their presence (from the Presence backend, never the database)."""
         await self.readable_room(who, room_id)
-        found = await self.store.members(room_id)
+        found = await self.store.rooms.members(room_id)
         status = await self.presence.statuses(m.user_id for m in found)
         return [msgspec.structs.replace(m, presence=status[m.user_id]) for m in found]
 
@@ -529,18 +529,18 @@ class ChatService:
         if role is None:
             raise Forbidden("only members can add members", code="not_a_member")
         if user_id is not None:
-            target = await self.store.user_by_id(user_id)
+            target = await self.store.accounts.user_by_id(user_id)
         elif username is not None:
-            found = await self.store.user_by_name(username)
+            found = await self.store.accounts.user_by_name(username)
             target = found[0] if found else None
         else:
             raise Invalid("give user_id or username", code="missing_user")
         if target is None:
             raise NotFound("user not found", code="user_not_found")
-        changes = await self.store.add_member(room_id, target.id)
+        changes = await self.store.rooms.add_member(room_id, target.id)
         added = bool(changes)
         await self._publish_changes(changes)
-        for m in await self.store.members(room_id):
+        for m in await self.store.rooms.members(room_id):
             if m.user_id == target.id:
                 return m, added
         raise NotFound("user not found", code="user_not_found")
@@ -564,7 +564,7 @@ class ChatService:
             raise Invalid("limit must be 1-100", code="invalid_limit")
         if room_id is not None:
             await self.readable_room(who, room_id)
-        return await self.store.search(
+        return await self.store.search.find(
             who.user_id, terms, room_id=room_id, limit=limit, cursor=before
         )
 
@@ -588,7 +588,7 @@ class ChatService:
             check_room_id(room_id)
             if caption:
                 check_text(caption, self.max_message_chars)
-            await self.store.add_file(
+            await self.store.files.add_file(
                 FileRecord(
                     id=info.id,
                     room_id=room_id,
@@ -616,15 +616,15 @@ class ChatService:
 
     async def readable_file(self, who: Identity, file_id: str) -> FileRecord:
         """A file, for members of its room; anyone else gets 404, as for an unknown file."""
-        record = await self.store.file(file_id)
-        if record is None or await self.store.membership(record.room_id, who.user_id) is None:
+        record = await self.store.files.file(file_id)
+        if record is None or await self.store.rooms.membership(record.room_id, who.user_id) is None:
             raise NotFound("file not found", code="file_not_found")
         return record
 
     async def _drop_file(self, file_id: str) -> None:
         """Forget a file: its row first (downloads 404 at once), then its bytes."""
         try:
-            await self.store.delete_file(file_id)
+            await self.store.files.delete_file(file_id)
             if self.files is not None:
                 await self.files.delete(file_id)
         except Exception as exc:

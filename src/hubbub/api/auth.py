@@ -52,13 +52,15 @@ async def register(body: Register, request: Request, rt: Rt) -> Response:
         if weakness is not None:
             raise Invalid(weakness, code="weak_password")
         taken = Conflict(f"username {body.username!r} is taken", code="username_taken")
-        if await rt.store.user_by_name(body.username) is not None:
+        if await rt.store.accounts.user_by_name(body.username) is not None:
             attempt.failed()
             raise taken
         try:
-            user = await rt.store.create_user(body.username, await hash_password(body.password))
+            user = await rt.store.accounts.create_user(
+                body.username, await hash_password(body.password)
+            )
         except Exception as exc:  # the unique index lost a race with a concurrent register
-            if await rt.store.user_by_name(body.username) is not None:
+            if await rt.store.accounts.user_by_name(body.username) is not None:
                 attempt.failed()
                 raise taken from exc
             raise
@@ -77,7 +79,9 @@ async def _end_sessions(rt: Runtime, user_id: str, session_ids: list[str]) -> No
 
 async def _issue(rt: Runtime, request: Request, user: User, session: SessionRecord) -> Response:
     refresh = random_token()
-    await rt.store.add_refresh_token(token_hash(refresh), session.id, rt.settings.refresh_token_ttl)
+    await rt.store.accounts.add_refresh_token(
+        token_hash(refresh), session.id, rt.settings.refresh_token_ttl
+    )
     access = rt.signer.issue(user.id, session.id, "access", rt.settings.access_token_ttl)
     secure = rt.auth.secure_cookie(request.url.scheme == "https")
     cookie_ttl = int(max(0, session.expires_at - time.time()))
@@ -112,11 +116,11 @@ async def login(body: Credentials, request: Request, rt: Rt) -> Response:
     username matches regardless of case. After too many failures for a username or from an
     address: 429 with ``Retry-After``, before any password is checked."""
     async with rt.sign_ins.attempt(username_key(body.username), _address(request)) as attempt:
-        found = await rt.store.user_by_name(body.username)
+        found = await rt.store.accounts.user_by_name(body.username)
         if not await verify_password(found[1] if found else None, body.password) or found is None:
             attempt.failed()
             raise Unauthenticated("wrong username or password", code="invalid_credentials")
-    session = await rt.store.create_session(found[0].id, rt.settings.session_ttl)
+    session = await rt.store.accounts.create_session(found[0].id, rt.settings.session_ttl)
     return await _issue(rt, request, found[0], session)
 
 
@@ -134,21 +138,21 @@ async def refresh(request: Request, rt: Rt, body: RefreshIn | None = None) -> Re
         raise Unauthenticated(
             "give refresh_token (or send the refresh cookie)", code="invalid_refresh_token"
         )
-    used = await rt.store.use_refresh_token(token_hash(token))
+    used = await rt.store.accounts.use_refresh_token(token_hash(token))
     if used is None:
         raise Unauthenticated(
             "the refresh token is unknown or expired", code="invalid_refresh_token"
         )
     state, session = used
     if state == "reused":
-        await rt.store.revoke_session(session.id)
+        await rt.store.accounts.revoke_session(session.id)
         await _end_sessions(rt, session.user_id, [session.id])
         raise Unauthenticated(
             "the refresh token was already used; the session is ended", code="refresh_token_reused"
         )
     if session.revoked or session.expires_at < time.time():
         raise Unauthenticated("the session has ended; sign in again", code="session_ended")
-    user = await rt.store.user_by_id(session.user_id)
+    user = await rt.store.accounts.user_by_id(session.user_id)
     if user is None:
         raise Unauthenticated("the user no longer exists", code="invalid_refresh_token")
     return await _issue(rt, request, user, session)
@@ -160,7 +164,7 @@ async def logout(request: Request, rt: Rt, body: RefreshIn | None = None) -> Res
     session: tuple[str, str] | None = None  # (user id, session id)
     token = _refresh_token(request, body)
     if token:
-        used = await rt.store.use_refresh_token(token_hash(token))
+        used = await rt.store.accounts.use_refresh_token(token_hash(token))
         session = (used[1].user_id, used[1].id) if used else None
     if session is None:
         try:
@@ -172,7 +176,7 @@ async def logout(request: Request, rt: Rt, body: RefreshIn | None = None) -> Res
     if session is None:
         raise Unauthenticated("no session to end", code="not_authenticated")
     user_id, session_id = session
-    await rt.store.revoke_session(session_id)
+    await rt.store.accounts.revoke_session(session_id)
     await _end_sessions(rt, user_id, [session_id])
     secure = rt.auth.secure_cookie(request.url.scheme == "https")
     cookies = [
@@ -191,7 +195,7 @@ async def ticket(request: Request, who: Caller, rt: Rt) -> Response:
     within ``expires_in`` seconds, and only while the session that asked for it lasts; the
     stream ends with that session."""
     value = random_token()
-    await rt.store.add_ticket(
+    await rt.store.accounts.add_ticket(
         token_hash(value), who.user_id, who.session_id, rt.settings.ticket_ttl
     )
     return respond(request, {"ticket": value, "expires_in": rt.settings.ticket_ttl})
@@ -204,13 +208,13 @@ async def change_password(
     """Change the password (the old one is required). Every other session of the user is
     revoked at once (its tokens, cookie and tickets stop working and its streams end); the
     session making the change keeps working."""
-    stored = await rt.store.password_hash(who.user_id)
+    stored = await rt.store.accounts.password_hash(who.user_id)
     if not await verify_password(stored, body.old_password):
         raise Forbidden("the old password is wrong", code="wrong_password")
     weakness = password_weakness(body.new_password, who.username)
     if weakness is not None:
         raise Invalid(weakness, code="weak_password")
-    ended = await rt.store.set_password(
+    ended = await rt.store.accounts.set_password(
         who.user_id, await hash_password(body.new_password), keep=who.session_id
     )
     await _end_sessions(rt, who.user_id, ended)

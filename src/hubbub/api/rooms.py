@@ -67,7 +67,7 @@ async def update_room(
 async def join(room_id: str, request: Request, who: Caller, rt: Rt) -> Response:
     """Join a public room (streams a ``member_joined`` event)."""
     room, joined = await rt.service.join(who, room_id)
-    role = await rt.store.membership(room_id, who.user_id)
+    role = await rt.store.rooms.membership(room_id, who.user_id)
     return respond(request, {"room": room_json(room, role), "joined": joined})
 
 

@@ -137,7 +137,7 @@ class Authenticator:
         )
 
     async def _from_ticket(self, ticket: str) -> Identity:
-        used = await self._store.consume_ticket(token_hash(ticket))
+        used = await self._store.accounts.consume_ticket(token_hash(ticket))
         if used is None or (used[1] is not None and used[1] in self._ended):
             raise Unauthenticated(
                 "the ticket is unknown, expired or already used, or its session has ended",
@@ -166,7 +166,7 @@ class Authenticator:
         if cached is not None and cached[0] > now:
             record = cached[1]
         else:
-            record = await self._store.session(session_id)
+            record = await self._store.accounts.session(session_id)
             if len(self._sessions) > _CACHE_MAX:
                 self._sessions.clear()
             self._sessions[session_id] = (now + SESSION_CACHE_SECONDS, record)
@@ -194,7 +194,7 @@ class Authenticator:
     async def _username(self, user_id: str) -> str:
         name = self._usernames.get(user_id)
         if name is None:
-            user = await self._store.user_by_id(user_id)
+            user = await self._store.accounts.user_by_id(user_id)
             if user is None:
                 raise Unauthenticated("the user no longer exists", code="invalid_token")
             if len(self._usernames) > _CACHE_MAX:
@@ -242,7 +242,7 @@ class Authenticator:
             return Identity(claimed, claimed)
         found = await self._account(claimed)
         if found is None and ensure:
-            await self._store.ensure_user(claimed)
+            await self._store.accounts.ensure_user(claimed)
             # Looked up again: a same-named account registered meanwhile wins the name.
             found = await self._account(claimed)
         if found is None:
@@ -257,8 +257,8 @@ class Authenticator:
         return Identity(*found)
 
     async def _account(self, name: str) -> tuple[str, str] | None:
-        user = await self._store.user_by_id(name)
+        user = await self._store.accounts.user_by_id(name)
         if user is None:
-            by_name = await self._store.user_by_name(name)
+            by_name = await self._store.accounts.user_by_name(name)
             user = by_name[0] if by_name else None
         return None if user is None else (user.id, user.username)

@@ -24,7 +24,7 @@ from sqlalchemy import Connection
 
 from hubbub.changes import Change, Pending
 from hubbub.encoding import line_safe_json
-from hubbub.models import personal_channel
+from hubbub.models import is_personal, personal_channel
 from hubbub.store.schema import changes, counters, rooms
 
 TAKE_POSITIONS = (
@@ -63,7 +63,7 @@ def record(conn: Connection, now: str, pending: Sequence[Pending]) -> list[Chang
         return []
     per_room: dict[str, int] = defaultdict(int)
     for p in pending:
-        if not p.room_id.startswith("@"):
+        if not is_personal(p.room_id):
             per_room[p.room_id] += 1
     next_rev: dict[str, int] = {}
     for room_id, n in sorted(per_room.items()):

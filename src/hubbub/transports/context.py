@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from hubbub.metrics import Metrics
     from hubbub.ratelimit import SendLimiter
     from hubbub.service import ChatService
-    from hubbub.store.sql import SqlStore
+    from hubbub.store.base import Store
     from hubbub.transports.limits import StreamLimits
     from hubbub.transports.resume import PresenceSnapshots
 
@@ -43,7 +43,7 @@ class StreamConfig:
 class StreamDeps:
     config: StreamConfig
     hub: Hub
-    store: SqlStore
+    store: Store
     service: ChatService
     auth: Authenticator
     limiter: SendLimiter  # WebSocket ``send`` ops share the HTTP send rate limit

@@ -98,14 +98,14 @@ class AllRoomsStreams:
                 if await life.ended_meanwhile():
                     await cleanup()
                     return
-                room_ids = await deps.store.room_ids_of(who.user_id)
+                room_ids = await deps.store.rooms.room_ids_of(who.user_id)
                 await asyncio.gather(*[deps.hub.attach(conn, r, replaying=True) for r in room_ids])
                 # A fresh stream starts at the newest entry its caller can see: its cursor
                 # never moves with activity in rooms the caller cannot read.
                 start = (
                     after
                     if after is not None
-                    else await deps.store.visible_position(who.user_id, room_ids)
+                    else await deps.store.log.visible_position(who.user_id, room_ids)
                 )
                 snapshot = await deps.presence_snapshots.of(room_ids, per_room=False)
                 conn.send_frames(
@@ -145,7 +145,7 @@ class AllRoomsStreams:
         page_size = self.deps.config.replay_page
         out: list[Event] = []
         while True:
-            page = await self.deps.store.user_log(user_id, since, page_size, only_room=room_id)
+            page = await self.deps.store.log.user_log(user_id, since, page_size, only_room=room_id)
             out += events_of(page)
             if len(page) < page_size:
                 return out
@@ -161,7 +161,7 @@ class AllRoomsStreams:
         except (msgspec.DecodeError, KeyError, TypeError):
             return
         # The room's log from just before the join: ``member_joined`` is logged right before
-        # ``room_added`` (``store/sql.py`` ``_entered``).
+        # ``room_added`` (``store/sql/rows.py`` ``entered``).
         since = max(0, (event.position or 0) - 2)
         for conn in list(self.streams):
             if conn.user_id == user_id:

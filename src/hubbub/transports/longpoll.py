@@ -122,7 +122,7 @@ async def poll(deps: StreamDeps, scope: Scope, receive: Receive, send: Send, roo
             head = room.last_seq
             # No `after`: the next message. A cursor from the future (another database): now.
             seq_after = head if after_f is None else min(int(after_f), head)
-            messages = await deps.store.history(room_id, after=seq_after, limit=limit)
+            messages = await deps.store.messages.history(room_id, after=seq_after, limit=limit)
             found = [Event.message(m) for m in messages]
             through = seq_after
 

@@ -25,7 +25,7 @@ from hubbub.subscription import Resume
 if TYPE_CHECKING:
     from hubbub.hub import Hub
     from hubbub.service import ChatService
-    from hubbub.store.sql import SqlStore
+    from hubbub.store.base import Store
     from hubbub.transports.context import StreamDeps
 
 
@@ -75,8 +75,8 @@ async def room_rev(deps: StreamDeps, room_id: str, cursor: tuple[str, int]) -> i
     """Where a cursor stands in the room's log, clamped to now (a cursor from the future, e.g.
     of another database, resumes from now rather than waiting for it)."""
     kind, value = cursor
-    rev = value if kind == "rev" else (await deps.store.rev_at(room_id, value) if value else 0)
-    head = max((await deps.store.heads([room_id])).get(room_id, 0), deps.hub.head(room_id))
+    rev = value if kind == "rev" else (await deps.store.log.rev_at(room_id, value) if value else 0)
+    head = max((await deps.store.log.heads([room_id])).get(room_id, 0), deps.hub.head(room_id))
     return min(rev, head)
 
 
@@ -135,9 +135,9 @@ async def _drive(
         while replay:
             if not by_position:
                 assert room_id is not None
-                page = await deps.store.room_log(room_id, resume.cursor, page_size)
+                page = await deps.store.log.room_log(room_id, resume.cursor, page_size)
             else:
-                page = await deps.store.user_log(
+                page = await deps.store.log.user_log(
                     conn.user_id, resume.cursor, page_size, only_room=only_room
                 )
             through = _key(page[-1], by_position) if page else None
@@ -169,7 +169,7 @@ async def read_room_log(
     deps: StreamDeps, room_id: str, after: int, limit: int
 ) -> tuple[list[Event], int]:
     """Long-poll: the room's stored events after rev ``after``, and the rev read through."""
-    page = await deps.store.room_log(room_id, after, limit)
+    page = await deps.store.log.room_log(room_id, after, limit)
     through = _key(page[-1], False) if page else after
     return events_of(page), through
 
@@ -190,7 +190,7 @@ class PresenceSnapshots:
     MEMBERS_TTL = 30.0
     _MAX_ROOMS = 10_000
 
-    def __init__(self, hub: Hub, store: SqlStore, service: ChatService) -> None:
+    def __init__(self, hub: Hub, store: Store, service: ChatService) -> None:
         self.hub = hub
         self.store = store
         self.service = service
@@ -225,7 +225,7 @@ class PresenceSnapshots:
             and cached[1] is listening
         ):
             return cached[2]
-        ids = [m.user_id for m in await self.store.members(room_id)]
+        ids = [m.user_id for m in await self.store.rooms.members(room_id)]
         if len(self._members) > self._MAX_ROOMS:
             self._members.clear()
             self._events.clear()

@@ -180,8 +180,8 @@ async def room_stream(
 async def _reset_to(deps: StreamDeps, room_id: str, cursor: tuple[str, int]) -> int | None:
     """With retention on, a cursor older than what is kept resumes from the oldest kept
     message, announced by ``event: reset`` — never a silent hole."""
-    room = await deps.store.room(room_id)
-    oldest = await deps.store.oldest_seq(room_id)
+    room = await deps.store.rooms.room(room_id)
+    oldest = await deps.store.messages.oldest_seq(room_id)
     last_seq = room.last_seq if room is not None else 0
     first_kept = oldest if oldest is not None else last_seq + 1
     if first_kept <= 1:
@@ -189,7 +189,7 @@ async def _reset_to(deps: StreamDeps, room_id: str, cursor: tuple[str, int]) -> 
     kind, value = cursor
     if kind == "seq":
         return first_kept if value + 1 < first_kept else None
-    kept_rev = await deps.store.rev_at(room_id, first_kept) if oldest is not None else None
+    kept_rev = await deps.store.log.rev_at(room_id, first_kept) if oldest is not None else None
     if kept_rev is not None and value < kept_rev - 1:
         return first_kept
     return None
