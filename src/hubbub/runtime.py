@@ -1,4 +1,5 @@
-"""Everything one server process runs, wired from Settings: store, broker, hub, service, auth."""
+"""Everything one server process runs, wired from Settings: store, broker, hub, the chat rules,
+auth."""
 
 from __future__ import annotations
 
@@ -7,9 +8,16 @@ import contextlib
 import logging
 from functools import partial
 
+from hubbub.auth.accounts import Accounts
 from hubbub.auth.identity import Authenticator
 from hubbub.auth.tokens import TokenSigner
 from hubbub.broker.base import open_broker
+from hubbub.chat.activity import Activity
+from hubbub.chat.files import FileRules
+from hubbub.chat.messages import MessageRules
+from hubbub.chat.publish import Publisher
+from hubbub.chat.rooms import RoomRules
+from hubbub.chat.writer import Writer
 from hubbub.config import Settings
 from hubbub.encoding import Event, use_cursor_secret
 from hubbub.files.base import FileStore
@@ -21,7 +29,6 @@ from hubbub.presence.memory import MemoryPresence
 from hubbub.presence.redis import RedisPresence
 from hubbub.ratelimit import FailureLimiter, SendLimiter
 from hubbub.redis_client import namespace
-from hubbub.service import ChatService
 from hubbub.store.sql import SqlStore
 from hubbub.transports.events import AllRoomsStreams
 from hubbub.transports.limits import StreamLimits
@@ -81,13 +88,13 @@ class Runtime:
             on_cutoff=self.metrics.slow_cutoffs.inc,
             positions=self._positions_between,
         )
-        self.service = ChatService(
+        trust = settings.auth == "trust"
+        self.publisher = Publisher(self.broker, self.presence)
+        self.rooms = RoomRules(self.store, self.publisher, self.presence, trust=trust)
+        self.activity = Activity(
             self.store,
-            self.broker,
-            trust=settings.auth == "trust",
-            max_message_chars=settings.max_message_chars,
-            write_batch_max=settings.write_batch_max,
-            on_stored=self.metrics.messages.inc,
+            self.publisher,
+            self.rooms,
             presence=self.presence,
             typing_expiry=settings.typing_timeout,
             typing_factory=(
@@ -101,8 +108,41 @@ class Runtime:
                 else None
             ),
         )
+        self.writer = Writer(
+            self.store,
+            self.publisher,
+            self.activity.typing,
+            trust=trust,
+            max_message_chars=settings.max_message_chars,
+            write_batch_max=settings.write_batch_max,
+            on_stored=self.metrics.messages.inc,
+        )
         self.files: FileStore = LocalFileStore(settings.data_dir / "files")
-        self.service.files = self.files
+        self.file_rules = FileRules(
+            self.store,
+            self.rooms,
+            self.writer,
+            self.files,
+            max_message_chars=settings.max_message_chars,
+        )
+        self.messages = MessageRules(
+            self.store,
+            self.publisher,
+            self.rooms,
+            self.file_rules,
+            max_message_chars=settings.max_message_chars,
+        )
+        self.accounts = Accounts(
+            self.store,
+            self.auth,
+            self.signer,
+            self.publisher,
+            self.sign_ins,
+            session_ttl=settings.session_ttl,
+            access_token_ttl=settings.access_token_ttl,
+            refresh_token_ttl=settings.refresh_token_ttl,
+            ticket_ttl=settings.ticket_ttl,
+        )
         self._housekeeping: asyncio.Task[None] | None = None
         self._resyncer: asyncio.Task[None] | None = None
         self.stream_limits = StreamLimits(
@@ -136,7 +176,8 @@ class Runtime:
         self.hub.positions.rebase(await self.store.position())
         await self.files.start()
         await self.hub.start()
-        await self.service.start()
+        await self.activity.start()
+        await self.writer.start()
         if self.settings.shared_broker():
             self.broker.on_reconnect = self._resync  # type: ignore[attr-defined]
             self._resyncer = asyncio.get_running_loop().create_task(self._resync_loop())
@@ -169,7 +210,8 @@ class Runtime:
             self._housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._housekeeping
-        await self.service.close()
+        await self.activity.close()
+        await self.writer.close()
         await self.broker.close()
         await self.store.close()
 

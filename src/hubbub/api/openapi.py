@@ -11,7 +11,7 @@ from fastapi.openapi.utils import get_openapi
 from hubbub.api.auth import REFRESH_COOKIE
 from hubbub.api.schemas import ErrorBody, MessageOut, SendIn, SendOut
 from hubbub.auth.identity import GUEST_COOKIE, SESSION_COOKIE
-from hubbub.service import ROOM_ID_RE
+from hubbub.chat.checks import ROOM_ID_RE
 
 STORED_CHANGES = """\
 Stored changes — replayed on resume like messages, each with an `id` — are `message_edited`

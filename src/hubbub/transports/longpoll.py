@@ -82,7 +82,7 @@ async def poll(rt: Runtime, scope: Scope, receive: Receive, send: Send, room_id:
         who = await rt.auth.identify(
             credentials(scope, params), ensure_user=False, allow_ticket=True
         )
-        room = await rt.service.open_room(who, room_id)
+        room = await rt.rooms.open_room(who, room_id)
         life.claim(who.user_id)
     except HubbubError as exc:
         life.release()

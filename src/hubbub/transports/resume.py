@@ -244,7 +244,7 @@ class PresenceSnapshots:
                 ids = [u for u in ids if u not in seen]
             if not ids:
                 continue
-            status = await self.rt.service.presence.statuses(ids)
+            status = await self.rt.activity.presence.statuses(ids)
             for user_id in ids:
                 seen.add(user_id)
                 now = status.get(user_id, "offline")
@@ -303,7 +303,7 @@ class StreamLife:
         self.conn = conn
         self.rt.metrics.connections.labels(self.label).inc()
         self._begun = True
-        await self.rt.service.presence.connect(conn.user_id, self.conn_id)
+        await self.rt.activity.presence.connect(conn.user_id, self.conn_id)
 
     async def ended_meanwhile(self) -> bool:
         """Whether the session that opened this stream ended between authentication and the
@@ -328,4 +328,4 @@ class StreamLife:
             return
         self.rt.metrics.connections.labels(self.label).dec()
         await self.rt.hub.detach(conn)
-        await self.rt.service.presence.disconnect(conn.user_id, self.conn_id)
+        await self.rt.activity.presence.disconnect(conn.user_id, self.conn_id)

@@ -114,7 +114,7 @@ async def room_stream(
         who = await rt.auth.identify(
             credentials(scope, params), ensure_user=False, allow_ticket=True
         )
-        await rt.service.open_room(who, room_id)
+        await rt.rooms.open_room(who, room_id)
         transport, flow = uvicorn_seam(send)
         reset: int | None = None
         if cursor is not None and rt.settings.retention_days is not None:

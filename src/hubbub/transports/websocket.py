@@ -165,7 +165,7 @@ class WebSocketSession:
             cursor = parse_room_cursor(op.after_seq)
             if room_id in self.conn.room_set:
                 raise Invalid(f"already subscribed to {room_id!r}", code="already_subscribed")
-            room = await rt.service.open_room(who, room_id)
+            room = await rt.rooms.open_room(who, room_id)
             # Everything live queues until `subscribed` (and the replay) are out.
             await rt.hub.attach(self.conn, room_id, replaying=True)
             try:
@@ -189,7 +189,7 @@ class WebSocketSession:
             if op.message is None:
                 raise Invalid("message is required", code="missing_field")
             await rt.limiter.check(who.user_id)
-            sent = await rt.service.send(
+            sent = await rt.writer.send(
                 who, room_id, op.message, timestamp=op.timestamp, client_msg_id=op.client_msg_id
             )
             self.reply("ack", None, op.ref, raw=sent.event.data)
@@ -197,13 +197,13 @@ class WebSocketSession:
             room_id = self._room(op)
             if op.is_typing is None:
                 raise Invalid("is_typing is required", code="missing_field")
-            await rt.service.set_typing(who, room_id, op.is_typing)
+            await rt.activity.set_typing(who, room_id, op.is_typing)
             self.reply("ok", {"op": "typing", "room_id": room_id}, op.ref)
         elif op.op == "read":
             room_id = self._room(op)
             if op.seq is None or op.seq < 0:
                 raise Invalid("seq (≥ 0) is required", code="missing_field")
-            pointer, unread = await rt.service.mark_read(who, room_id, op.seq)
+            pointer, unread = await rt.messages.mark_read(who, room_id, op.seq)
             self.reply(
                 "ok", {"op": "read", "room_id": room_id, "seq": pointer, "unread": unread}, op.ref
             )
