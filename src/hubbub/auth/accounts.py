@@ -41,6 +41,24 @@ class Issued:
     """What is left of the session: the session cookie's ``Max-Age``."""
 
 
+async def create_account(store: Store, username: str, password: str) -> User:
+    """The one way an account comes to be (``POST /auth/register`` and ``hubbub user create``):
+    two creations racing for one name make one account, and the other is 409."""
+    weakness = password_weakness(password, username)
+    if weakness is not None:
+        raise Invalid(weakness, code="weak_password")
+    taken = Conflict(f"username {username!r} is taken", code="username_taken")
+    if await store.user_by_name(username) is not None:
+        raise taken
+    try:
+        user = await store.create_user(username, await hash_password(password))
+    except Exception as exc:  # the unique index lost a race with a concurrent register
+        if await store.user_by_name(username) is not None:
+            raise taken from exc
+        raise
+    return user
+
+
 class Accounts:
     def __init__(
         self,
@@ -67,21 +85,12 @@ class Accounts:
 
     async def register(self, username: str, password: str, address: str | None) -> User:
         """A taken name counts as a failed attempt (429 after too many), so names cannot be
-        enumerated at speed; two registers racing for one name: one wins, the other is 409."""
+        enumerated at speed."""
         async with self.sign_ins.attempt(username_key(username), address) as attempt:
-            weakness = password_weakness(password, username)
-            if weakness is not None:
-                raise Invalid(weakness, code="weak_password")
-            taken = Conflict(f"username {username!r} is taken", code="username_taken")
-            if await self.store.user_by_name(username) is not None:
-                attempt.failed()
-                raise taken
             try:
-                user = await self.store.create_user(username, await hash_password(password))
-            except Exception as exc:  # the unique index lost a race with a concurrent register
-                if await self.store.user_by_name(username) is not None:
-                    attempt.failed()
-                    raise taken from exc
+                user = await create_account(self.store, username, password)
+            except Conflict:
+                attempt.failed()
                 raise
         self.auth.forget_user(user.username)  # a trust-mode name may now be this account
         return user
