@@ -947,20 +947,28 @@ def section(text: str, begin: str, end: str) -> str | None:
 
 
 def write_doc(path: Path, full: str | None, quick_part: str | None) -> None:
+    """Rewrite this mode's section in place; the header is refreshed, every other section (the
+    change-log and soak figures of their own tools) is kept as it is."""
     old = path.read_text() if path.exists() else ""
-    full = full or section(old, FULL_BEGIN, FULL_END)
-    quick_part = quick_part or section(old, QUICK_BEGIN, QUICK_END)
-    parts = [HEADER]
-    parts.append(
-        full
-        or f"{FULL_BEGIN}\n## Hubbub vs Nchan (bench.py)\n\nNot run yet: `make bench`.\n{FULL_END}"
+    sections = old[old.index("<!-- ") :] if "<!-- " in old else ""
+    defaults = (
+        (FULL_BEGIN, FULL_END, full, "## Hubbub vs Nchan (bench.py)\n\nNot run yet: `make bench`."),
+        (
+            QUICK_BEGIN,
+            QUICK_END,
+            quick_part,
+            "## Quick figure\n\nNot run yet: `make bench ARGS=--quick`.",
+        ),
     )
-    parts.append(
-        quick_part
-        or f"{QUICK_BEGIN}\n## Quick figure\n\nNot run yet: `make bench ARGS=--quick`.\n{QUICK_END}"
-    )
+    for begin, end, new, placeholder in defaults:
+        found = section(sections, begin, end)
+        if found is None:
+            body = new or "\n".join((begin, placeholder, end))
+            sections = f"{sections.rstrip()}\n\n{body}"
+        elif new is not None:
+            sections = sections.replace(found, new.rstrip("\n"))
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n\n".join(p.rstrip("\n") for p in parts) + "\n")
+    path.write_text(f"{HEADER.rstrip()}\n\n{sections.strip()}\n")
     log(f"wrote {path}")
 
 

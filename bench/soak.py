@@ -64,6 +64,9 @@ from run import (  # bench/ is a directory of scripts, not a package
     proc_cpu_s,
 )
 
+sys.path.insert(0, str(CHECKOUT))
+from tests.support import stop_process
+
 HOST = "127.0.0.1"
 PER_ROOM = 10
 SOURCES = [f"127.0.0.{i}" for i in range(2, 18)]
@@ -163,14 +166,7 @@ class HubbubProcess:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return stop_process(self.proc, sig, timeout)
 
     def errors_in_log(self) -> int:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

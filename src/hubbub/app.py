@@ -1,8 +1,8 @@
 """The ASGI application: a tiny dispatcher in front of FastAPI.
 
-The hot routes (``POST /chat/messages`` and the SSE streams) are matched first and served as
-raw ASGI, with uvicorn's own ``send`` (the SSE fast lane needs it unwrapped); everything else
-goes to FastAPI, which also documents the hot routes (``api/openapi.py``).
+The hot routes (``api/routes.py``: sending, the streams, the WebSocket) are matched first and
+served as raw ASGI, with uvicorn's own ``send`` (the SSE fast lane needs it unwrapped);
+everything else goes to FastAPI, which also documents the hot routes (``api/openapi.py``).
 """
 
 from __future__ import annotations
@@ -27,13 +27,10 @@ from hubbub.api.raw import (
     read_body,
     send_error,
 )
-from hubbub.api.send import post_message
+from hubbub.api.routes import WEBSOCKET, Dispatch, streams_body
 from hubbub.config import Settings
 from hubbub.errors import HubbubError, NotFound, TooLarge
 from hubbub.runtime import Runtime
-from hubbub.transports.longpoll import poll
-from hubbub.transports.sse import room_stream
-from hubbub.transports.websocket import websocket_endpoint
 from hubbub.web import install as install_web_app
 
 DESCRIPTION = """\
@@ -50,21 +47,13 @@ caller.
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def _is_upload(method: str, path: str) -> bool:
-    """``POST /chat/room/{room_id}/files``: multipart, streamed by its route (``api/files.py``),
-    with its own size limit — the one body that is not buffered as JSON."""
-    if method != "POST" or not path.startswith("/chat/room/") or not path.endswith("/files"):
-        return False
-    room_id = path[len("/chat/room/") : -len("/files")]
-    return bool(room_id) and "/" not in room_id
-
-
 class HubbubApp:
     """Route the hot paths to raw handlers, the rest to FastAPI (with a body-size limit)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.runtime: Runtime | None = None
+        self.raw: Dispatch | None = None  # the raw routes, bound while the runtime runs
         self.guard = RequestGuard(settings)
         self.api = build_fastapi(self)
 
@@ -79,38 +68,28 @@ class HubbubApp:
                 else:
                     await send_error(send, exc)
                 return
+        raw = self.raw
         if scope["type"] == "websocket":
-            if self.runtime is not None and scope["path"] == "/chat/ws":
-                await websocket_endpoint(self.runtime, scope, receive, send)
+            found = raw.match(WEBSOCKET, scope["path"]) if raw is not None else None
+            if found is not None:
+                handler, params = found
+                await handler(scope, receive, send, params)
             else:
                 await receive()
                 await send({"type": "websocket.close", "code": 1008})
             return
-        if scope["type"] == "http" and self.runtime is not None:
+        if scope["type"] == "http" and raw is not None:
             path: str = scope["path"]
             method: str = scope["method"]
-            if path == "/chat/messages" and method == "POST":
-                await post_message(self.runtime, scope, receive, send)
+            found = raw.match(method, path)
+            if found is not None:
+                handler, params = found
+                await handler(scope, receive, send, params)
                 return
-            if path == "/chat/events" and method == "GET":
-                await self.runtime.all_streams.serve(scope, receive, send)
+            if raw.refuses(method, path):
+                await send_error(send, NotFound("no such route", code="not_found"))
                 return
-            if path.startswith("/chat/room/") and path.endswith("/poll") and method == "GET":
-                room_id = path[len("/chat/room/") : -len("/poll")]
-                if room_id and "/" not in room_id:
-                    await poll(self.runtime, scope, receive, send, room_id)
-                    return
-            if path.startswith("/chat/room/") and path.endswith("/events"):
-                room_id = path[len("/chat/room/") : -len("/events")]
-                if method != "GET":
-                    pass
-                elif "/" in room_id or not room_id:
-                    await send_error(send, NotFound("no such route", code="not_found"))
-                    return
-                else:
-                    await room_stream(self.runtime, scope, receive, send, room_id)
-                    return
-            if method in _BODY_METHODS and not _is_upload(method, path):
+            if method in _BODY_METHODS and not streams_body(method, path):
                 try:
                     receive = await self._buffered_json(scope, receive)
                 except HubbubError as exc:
@@ -155,9 +134,11 @@ def build_fastapi(holder: HubbubApp) -> FastAPI:
         await rt.start()
         app.state.runtime = rt
         holder.runtime = rt
+        holder.raw = Dispatch(rt)
         try:
             yield
         finally:
+            holder.raw = None
             holder.runtime = None
             await rt.stop()
 

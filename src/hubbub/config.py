@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hubbub.limits import MAX_MESSAGE_CHARS
+
 AuthMode = Literal["jwt", "trust"]
 
 
@@ -104,7 +106,7 @@ class Settings(BaseSettings):
     ws_ping_interval: float = 20.0
     ws_ping_timeout: float = 20.0
     stream_buffer_bytes: int = 1024 * 1024
-    max_message_chars: int = 4000
+    max_message_chars: int = MAX_MESSAGE_CHARS
     max_body_bytes: int = 64 * 1024
     max_upload_bytes: int = Field(
         default=25 * 1024 * 1024, description="largest file upload, in bytes (413 beyond)"

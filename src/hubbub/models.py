@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -43,7 +43,9 @@ class FileRecord(msgspec.Struct, frozen=True):
 
 
 class Message(msgspec.Struct, frozen=True):
-    """A message as stored, returned and streamed; field order is the wire order."""
+    """A chat message. ``seq`` is per room, starts at 1 and grows by exactly 1."""
+
+    # Stored, returned and streamed as is: the field order is the wire order.
 
     id: str
     room_id: str
@@ -51,9 +53,16 @@ class Message(msgspec.Struct, frozen=True):
     user_id: str
     username: str
     type: MessageType
-    text: str
-    created_at: str
-    timestamp: ClientTimestamp = None
+    # The descriptions are for /openapi.json (``wire.py``); msgspec checks nothing here.
+    text: Annotated[
+        str, msgspec.Meta(description="Exactly as sent; render as text, never as HTML.")
+    ]
+    created_at: Annotated[
+        str, msgspec.Meta(description="Server time, RFC 3339 UTC with milliseconds.")
+    ]
+    timestamp: Annotated[
+        ClientTimestamp, msgspec.Meta(description="The client's timestamp, echoed unchanged.")
+    ] = None
     client_msg_id: str | None = None
     edited_at: str | None = None
     deleted: bool = False

@@ -23,10 +23,11 @@ from hubbub.api.raw import (
     json_too_deep,
     lenient_field,
 )
-from hubbub.api.send import SendBody, decode_send_body
+from hubbub.api.send import decode_send_body
 from hubbub.encoding import to_json
 from hubbub.errors import HubbubError
 from hubbub.transports.websocket import decode_op, frame_ref
+from hubbub.wire import SendBody
 
 # No example database on disk, no deadline (CI machines vary); enough runs to find the corners
 # (`make fuzz` raises HUBBUB_FUZZ_EXAMPLES above the suite's 25 for a longer run).

@@ -9,14 +9,18 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from hubbub.api.common import ActivityDep, Caller, MessagesDep, respond
-from hubbub.api.schemas import MessageOut, errors
+from hubbub.api.schemas import errors, reply
+from hubbub.limits import MAX_REACTION_CHARS
+from hubbub.models import Message
+from hubbub.wire import PresenceOut, ReadOut, TypingOut
 
 router = APIRouter(prefix="/chat", tags=["activity"])
 
 
 class ReactionIn(BaseModel):
     reaction: str = Field(
-        description="An emoji or short name, 1-32 characters, no spaces.", examples=["👍"]
+        description=f"An emoji or short name, 1-{MAX_REACTION_CHARS} characters, no spaces.",
+        examples=["👍"],
     )
 
 
@@ -24,36 +28,18 @@ class ReadIn(BaseModel):
     seq: int = Field(ge=0, description="The newest seq you have seen; never moves backwards.")
 
 
-class ReadOut(BaseModel):
-    room_id: str
-    seq: int = Field(description="Your read pointer after this call.")
-    unread: int
-
-
 class TypingIn(BaseModel):
     is_typing: bool
-
-
-class TypingOut(BaseModel):
-    room_id: str
-    is_typing: bool
-    broadcast: bool = Field(description="False when nothing changed (a renewal): throttled.")
 
 
 class PresenceIn(BaseModel):
     status: Literal["online", "away"]
 
 
-class PresenceOut(BaseModel):
-    user_id: str
-    status: Literal["online", "away", "offline"]
-
-
 @router.post(
     "/messages/{message_id}/reactions",
     status_code=201,
-    response_model=MessageOut,
-    responses=errors(401, 403, 404, 409, 422),
+    responses=reply(Message, 201) | errors(401, 403, 404, 409, 422),
 )
 async def add_reaction(
     message_id: str, body: ReactionIn, request: Request, who: Caller, messages: MessagesDep
@@ -66,8 +52,7 @@ async def add_reaction(
 
 @router.delete(
     "/messages/{message_id}/reactions/{reaction}",
-    response_model=MessageOut,
-    responses=errors(401, 403, 404, 409, 422),
+    responses=reply(Message) | errors(401, 403, 404, 409, 422),
 )
 async def remove_reaction(
     message_id: str,
@@ -81,7 +66,7 @@ async def remove_reaction(
     return respond(request, msg)
 
 
-@router.post("/room/{room_id}/read", response_model=ReadOut, responses=errors(401, 403, 404, 422))
+@router.post("/room/{room_id}/read", responses=reply(ReadOut) | errors(401, 403, 404, 422))
 async def mark_read(
     room_id: str, body: ReadIn, request: Request, who: Caller, messages: MessagesDep
 ) -> Response:
@@ -90,9 +75,7 @@ async def mark_read(
     return respond(request, {"room_id": room_id, "seq": pointer, "unread": unread})
 
 
-@router.post(
-    "/room/{room_id}/typing", response_model=TypingOut, responses=errors(401, 403, 404, 422)
-)
+@router.post("/room/{room_id}/typing", responses=reply(TypingOut) | errors(401, 403, 404, 422))
 async def typing(
     room_id: str, body: TypingIn, request: Request, who: Caller, activity: ActivityDep
 ) -> Response:
@@ -102,7 +85,7 @@ async def typing(
     return respond(request, {"room_id": room_id, "is_typing": body.is_typing, "broadcast": told})
 
 
-@router.put("/presence", response_model=PresenceOut, responses=errors(401, 422))
+@router.put("/presence", responses=reply(PresenceOut) | errors(401, 422))
 async def set_presence(
     body: PresenceIn, request: Request, who: Caller, activity: ActivityDep
 ) -> Response:

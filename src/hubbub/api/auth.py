@@ -14,18 +14,16 @@ from fastapi.responses import Response
 from hubbub.api.common import AccountsDep, AuthDep, Caller, current_identity, respond
 from hubbub.api.schemas import (
     Credentials,
-    PasswordChangedOut,
     PasswordChangeIn,
     RefreshIn,
     Register,
-    TicketOut,
-    TokenOut,
-    UserOut,
     errors,
+    reply,
 )
 from hubbub.auth.accounts import Issued
 from hubbub.auth.identity import SESSION_COOKIE, Authenticator, Identity, cookie_header
 from hubbub.errors import HubbubError
+from hubbub.wire import PasswordChangedOut, TicketOut, TokenOut, UserOut
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -37,7 +35,7 @@ def _address(request: Request) -> str | None:
 
 
 @router.post(
-    "/register", status_code=201, response_model=UserOut, responses=errors(409, 413, 422, 429)
+    "/register", status_code=201, responses=reply(UserOut, 201) | errors(409, 413, 422, 429)
 )
 async def register(body: Register, request: Request, accounts: AccountsDep) -> Response:
     """Create an account. Passwords are hashed with argon2id. The username is NFKC-normalised
@@ -71,7 +69,7 @@ def _issued(request: Request, auth: Authenticator, issued: Issued) -> Response:
     return respond(request, body, cookies=cookies)
 
 
-@router.post("/login", response_model=TokenOut, responses=errors(401, 422, 429))
+@router.post("/login", responses=reply(TokenOut) | errors(401, 422, 429))
 async def login(
     body: Credentials, request: Request, accounts: AccountsDep, auth: AuthDep
 ) -> Response:
@@ -88,7 +86,7 @@ def _refresh_token(request: Request, body: RefreshIn | None) -> str | None:
     return request.cookies.get(REFRESH_COOKIE)
 
 
-@router.post("/refresh", response_model=TokenOut, responses=errors(401, 422))
+@router.post("/refresh", responses=reply(TokenOut) | errors(401, 422))
 async def refresh(
     request: Request, accounts: AccountsDep, auth: AuthDep, body: RefreshIn | None = None
 ) -> Response:
@@ -118,7 +116,7 @@ async def logout(
     return respond(request, {"status": "logged_out"}, cookies=cookies)
 
 
-@router.post("/ticket", response_model=TicketOut, responses=errors(401))
+@router.post("/ticket", responses=reply(TicketOut) | errors(401))
 async def ticket(request: Request, who: Caller, accounts: AccountsDep) -> Response:
     """A one-time ticket for URLs that cannot carry headers (``EventSource``, WebSocket).
 
@@ -130,7 +128,7 @@ async def ticket(request: Request, who: Caller, accounts: AccountsDep) -> Respon
     return respond(request, {"ticket": value, "expires_in": accounts.ticket_ttl})
 
 
-@router.post("/password", response_model=PasswordChangedOut, responses=errors(401, 403, 413, 422))
+@router.post("/password", responses=reply(PasswordChangedOut) | errors(401, 403, 413, 422))
 async def change_password(
     body: PasswordChangeIn, request: Request, who: Caller, accounts: AccountsDep
 ) -> Response:
@@ -141,7 +139,7 @@ async def change_password(
     return respond(request, {"status": "password_changed"})
 
 
-@router.get("/me", response_model=UserOut, responses=errors(401))
+@router.get("/me", responses=reply(UserOut) | errors(401))
 async def me(request: Request, who: Caller) -> Response:
     """Who the server thinks you are."""
     return respond(request, {"id": who.user_id, "username": who.username})

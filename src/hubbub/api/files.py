@@ -23,13 +23,14 @@ from hubbub.api.common import (
     respond,
 )
 from hubbub.api.multipart import UploadReader, multipart_boundary
-from hubbub.api.schemas import SendOut, errors
+from hubbub.api.schemas import errors, reply
 from hubbub.chat.files import FileRules
 from hubbub.errors import BadRequest, Invalid, NotFound, TooLarge, UnsupportedMediaType
 from hubbub.files.base import FileStore, FileTooLarge, new_file_id, valid_file_id
 from hubbub.files.names import content_disposition, safe_filename
 from hubbub.files.sniff import Sniffer, disposition
 from hubbub.models import FileInfo
+from hubbub.wire import SendOut
 
 router = APIRouter(prefix="/chat", tags=["files"])
 
@@ -90,8 +91,7 @@ async def _watched(chunks: AsyncIterable[bytes], sniffer: Sniffer) -> AsyncItera
     "/room/{room_id}/files",
     summary="Share a file",
     status_code=201,
-    response_model=SendOut,
-    responses=errors(400, 401, 403, 404, 413, 415, 422, 429, 503),
+    responses=reply(SendOut, 201) | errors(400, 401, 403, 404, 413, 415, 422, 429, 503),
     openapi_extra={"requestBody": UPLOAD_BODY},
 )
 async def upload(

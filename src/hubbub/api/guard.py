@@ -98,7 +98,6 @@ def check_cross_origin(scope: Scope, settings: Settings) -> None:
     script on another site needs no credentials at all, so there any request that carries
     another site's ``Origin`` is refused, reads included (a link followed from another site
     sends no ``Origin`` and still opens the app)."""
-    headers = _headers(scope)
     trust = settings.auth == "trust"
     if scope.get("method", "GET") in _SAFE_METHODS:
         if trust and not origin_allowed(scope, settings.origins()):
@@ -107,6 +106,7 @@ def check_cross_origin(scope: Scope, settings: Settings) -> None:
                 code="cross_origin",
             )
         return
+    headers = _headers(scope)
     if not trust and not _cookie_authenticated(headers):
         return
     if headers.get(b"sec-fetch-site", b"").lower() == b"cross-site" or not origin_allowed(

@@ -8,15 +8,13 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from hubbub.api.common import Caller, MessagesDep, SettingsDep, respond
-from hubbub.api.schemas import EditIn, MessageOut, errors
-from hubbub.models import MAX_SEQ
+from hubbub.api.schemas import EditIn, errors, reply
+from hubbub.models import MAX_SEQ, Message
 
 router = APIRouter(prefix="/chat", tags=["messages"])
 
 
-@router.get(
-    "/room/{room_id}/history", response_model=list[MessageOut], responses=errors(401, 404, 422)
-)
+@router.get("/room/{room_id}/history", responses=reply(list[Message]) | errors(401, 404, 422))
 async def history(
     room_id: str,
     request: Request,
@@ -40,9 +38,7 @@ async def history(
     return respond(request, msgs)
 
 
-@router.patch(
-    "/messages/{message_id}", response_model=MessageOut, responses=errors(401, 403, 404, 409, 422)
-)
+@router.patch("/messages/{message_id}", responses=reply(Message) | errors(401, 403, 404, 409, 422))
 async def edit(
     message_id: str, body: EditIn, request: Request, who: Caller, messages: MessagesDep
 ) -> Response:
@@ -50,9 +46,7 @@ async def edit(
     return respond(request, await messages.edit(who, message_id, body.message))
 
 
-@router.delete(
-    "/messages/{message_id}", response_model=MessageOut, responses=errors(401, 403, 404, 409)
-)
+@router.delete("/messages/{message_id}", responses=reply(Message) | errors(401, 403, 404, 409))
 async def delete(message_id: str, request: Request, who: Caller, messages: MessagesDep) -> Response:
     """Delete your own message, or any as a room admin (streams ``message_deleted``)."""
     return respond(request, await messages.delete(who, message_id))

@@ -8,20 +8,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from hubbub.api.common import Caller, RoomsDep, respond
-from hubbub.api.schemas import (
-    InviteIn,
-    InviteOut,
-    JoinOut,
-    LeaveOut,
-    MemberList,
-    RemovedOut,
-    RoomIn,
-    RoomList,
-    RoomOut,
-    RoomPatch,
-    errors,
-)
+from hubbub.api.schemas import InviteIn, RoomIn, RoomPatch, errors, reply
 from hubbub.models import Message, Role, Room
+from hubbub.wire import InviteOut, JoinOut, LeaveOut, MemberList, RemovedOut, RoomList, RoomOut
 
 router = APIRouter(prefix="/chat", tags=["rooms"])
 
@@ -43,14 +32,14 @@ def room_json(
     }
 
 
-@router.post("/rooms", status_code=201, response_model=RoomOut, responses=errors(401, 409, 422))
+@router.post("/rooms", status_code=201, responses=reply(RoomOut, 201) | errors(401, 409, 422))
 async def create_room(body: RoomIn, request: Request, who: Caller, rooms: RoomsDep) -> Response:
     """Create a room; the creator is its first member and admin."""
     room = await rooms.create_room(who, body.name, body.visibility, body.id)
     return respond(request, room_json(room, "admin"), 201)
 
 
-@router.get("/rooms", response_model=RoomList, responses=errors(401))
+@router.get("/rooms", responses=reply(RoomList) | errors(401))
 async def list_rooms(request: Request, who: Caller, rooms: RoomsDep) -> Response:
     """The rooms you belong to and every public room (``member`` tells which)."""
     views = await rooms.rooms(who)
@@ -58,13 +47,13 @@ async def list_rooms(request: Request, who: Caller, rooms: RoomsDep) -> Response
     return respond(request, {"rooms": rooms_out})
 
 
-@router.get("/room/{room_id}", response_model=RoomOut, responses=errors(401, 404))
+@router.get("/room/{room_id}", responses=reply(RoomOut) | errors(401, 404))
 async def room_details(room_id: str, request: Request, who: Caller, rooms: RoomsDep) -> Response:
     room, role = await rooms.readable_room(who, room_id)
     return respond(request, room_json(room, role))
 
 
-@router.patch("/room/{room_id}", response_model=RoomOut, responses=errors(401, 403, 404, 422))
+@router.patch("/room/{room_id}", responses=reply(RoomOut) | errors(401, 403, 404, 422))
 async def update_room(
     room_id: str, body: RoomPatch, request: Request, who: Caller, rooms: RoomsDep
 ) -> Response:
@@ -74,29 +63,28 @@ async def update_room(
     return respond(request, room_json(room, "admin"))
 
 
-@router.post("/room/{room_id}/join", response_model=JoinOut, responses=errors(401, 404))
+@router.post("/room/{room_id}/join", responses=reply(JoinOut) | errors(401, 404))
 async def join(room_id: str, request: Request, who: Caller, rooms: RoomsDep) -> Response:
     """Join a public room (streams a ``member_joined`` event)."""
     room, role, joined = await rooms.join(who, room_id)
     return respond(request, {"room": room_json(room, role), "joined": joined})
 
 
-@router.post("/room/{room_id}/leave", response_model=LeaveOut, responses=errors(401, 404))
+@router.post("/room/{room_id}/leave", responses=reply(LeaveOut) | errors(401, 404))
 async def leave(room_id: str, request: Request, who: Caller, rooms: RoomsDep) -> Response:
     """Leave a room (streams ``member_left``); leaving twice is not an error."""
     return respond(request, {"left": await rooms.leave(who, room_id)})
 
 
-@router.get("/room/{room_id}/members", response_model=MemberList, responses=errors(401, 404))
+@router.get("/room/{room_id}/members", responses=reply(MemberList) | errors(401, 404))
 async def members(room_id: str, request: Request, who: Caller, rooms: RoomsDep) -> Response:
     return respond(request, {"members": await rooms.members(who, room_id)})
 
 
 @router.post(
     "/room/{room_id}/members",
-    response_model=InviteOut,
     status_code=201,
-    responses=errors(401, 403, 404, 422),
+    responses=reply(InviteOut, 201) | errors(401, 403, 404, 422),
 )
 async def invite(
     room_id: str, body: InviteIn, request: Request, who: Caller, rooms: RoomsDep
@@ -108,8 +96,7 @@ async def invite(
 
 @router.delete(
     "/room/{room_id}/members/{user_id}",
-    response_model=RemovedOut,
-    responses=errors(401, 403, 404),
+    responses=reply(RemovedOut) | errors(401, 403, 404),
 )
 async def remove_member(
     room_id: str, user_id: str, request: Request, who: Caller, rooms: RoomsDep

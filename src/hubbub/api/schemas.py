@@ -1,12 +1,26 @@
-"""Request and response shapes, for validation and for ``/openapi.json``."""
+"""What FastAPI needs to validate and document its routes: the request bodies it validates
+(pydantic, each limit from ``hubbub.limits``) and the documentation of the answers, which the
+routes encode with msgspec (``api/common.respond``) and ``wire.py`` describes."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
+import msgspec
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from hubbub.auth.names import display_name_problem, normalise, username_problem
+from hubbub.auth.names import (
+    USERNAME_MAX,
+    USERNAME_MIN,
+    display_name_problem,
+    normalise,
+    username_problem,
+)
+from hubbub.limits import MAX_PASSWORD_CHARS, MAX_RAW_USERNAME_CHARS, MAX_ROOM_NAME, ROOM_ID_PATTERN
+from hubbub.models import Visibility
+
+# Where a wire type's schema is found: ``api/openapi.py`` adds every ``wire.DOCUMENTED`` there.
+REF_TEMPLATE = "#/components/schemas/{name}"
 
 
 def _username(value: str) -> str:
@@ -28,73 +42,18 @@ Username = Annotated[
     str,
     Field(
         min_length=1,
-        max_length=128,
-        description="3-32 letters (any script), digits, '_', '.', '-'; NFKC-normalised and "
-        "unique regardless of case (Alice = alice).",
+        max_length=MAX_RAW_USERNAME_CHARS,
+        description=f"{USERNAME_MIN}-{USERNAME_MAX} letters (any script), digits, '_', '.', "
+        "'-'; NFKC-normalised and unique regardless of case (Alice = alice).",
     ),
     AfterValidator(_username),
 ]
 RoomName = Annotated[
     str,
-    Field(min_length=1, max_length=100),
+    Field(min_length=1, max_length=MAX_ROOM_NAME),
     AfterValidator(_display_name),
 ]
-
-
-class ErrorDetail(BaseModel):
-    code: str = Field(examples=["not_a_member"])
-    message: str
-    details: Any | None = None
-
-
-class ErrorBody(BaseModel):
-    error: ErrorDetail
-
-
-class FileOut(BaseModel):
-    id: str
-    url: str
-    name: str
-    size: int
-    content_type: str
-
-
-class MessageOut(BaseModel):
-    """A chat message. ``seq`` is per room, starts at 1 and grows by exactly 1."""
-
-    id: str
-    room_id: str
-    seq: int
-    user_id: str
-    username: str
-    type: Literal["text", "file", "system"]
-    text: str = Field(description="Exactly as sent; render as text, never as HTML.")
-    created_at: str = Field(description="Server time, RFC 3339 UTC with milliseconds.")
-    timestamp: int | float | str | None = Field(
-        None, description="The client's timestamp, echoed unchanged."
-    )
-    client_msg_id: str | None = None
-    edited_at: str | None = None
-    deleted: bool = False
-    reactions: dict[str, list[str]] = Field(default_factory=dict)
-    file: FileOut | None = None
-
-
-class SendIn(BaseModel):
-    room_id: str = Field(pattern=r"^[A-Za-z0-9_.:~-]{1,64}$")
-    message: str = Field(description="1-4000 Unicode code points, not only whitespace.")
-    timestamp: int | float | str | None = None
-    client_msg_id: str | None = Field(
-        None, max_length=128, description="Idempotency key, unique per user."
-    )
-    user_id: str | None = Field(
-        None, description="Seed compatibility: in jwt mode must name the caller."
-    )
-
-
-class SendOut(BaseModel):
-    status: Literal["sent"]
-    message: MessageOut
+Password = Annotated[str, Field(max_length=MAX_PASSWORD_CHARS)]
 
 
 class EditIn(BaseModel):
@@ -109,54 +68,29 @@ class Credentials(BaseModel):
 
 class Register(BaseModel):
     username: Username
-    password: str = Field(
-        max_length=256,
+    password: Password = Field(
         description="At least 8 characters, not the username, not a common password "
         "(else 422 weak_password).",
     )
-
-
-class UserOut(BaseModel):
-    id: str
-    username: str
-    created_at: str | None = None
-
-
-class TokenOut(BaseModel):
-    access_token: str
-    refresh_token: str
-    token_type: Literal["bearer"]
-    expires_in: int
-    user: UserOut
 
 
 class RefreshIn(BaseModel):
     refresh_token: str | None = None
 
 
-class TicketOut(BaseModel):
-    ticket: str
-    expires_in: int
-
-
 class PasswordChangeIn(BaseModel):
-    old_password: str = Field(max_length=256)
-    new_password: str = Field(
-        max_length=256,
+    old_password: Password
+    new_password: Password = Field(
         description="At least 8 characters, not the username, not a common password.",
     )
 
 
-class PasswordChangedOut(BaseModel):
-    status: Literal["password_changed"]
-
-
 class RoomIn(BaseModel):
     name: RoomName
-    visibility: Literal["public", "private"] = "public"
+    visibility: Visibility = "public"
     id: str | None = Field(
         None,
-        pattern=r"^[A-Za-z0-9_.:~-]{1,64}$",
+        pattern=f"^{ROOM_ID_PATTERN}$",
         description="Optional readable id; generated when absent.",
     )
 
@@ -165,42 +99,7 @@ class RoomPatch(BaseModel):
     """Room admins: rename, or change visibility (streamed as ``room_updated``)."""
 
     name: RoomName | None = None
-    visibility: Literal["public", "private"] | None = None
-
-
-class RemovedOut(BaseModel):
-    removed: bool
-
-
-class RoomOut(BaseModel):
-    id: str
-    name: str
-    visibility: Literal["public", "private"]
-    created_by: str | None
-    created_at: str
-    last_seq: int = Field(description="The newest message's seq (0 when empty).")
-    member: bool
-    role: Literal["admin", "member"] | None
-    unread: int | None = Field(
-        None, description="Messages after your read pointer (null when not a member)."
-    )
-    last_message: MessageOut | None = Field(None, description="The newest message (in lists).")
-
-
-class RoomList(BaseModel):
-    rooms: list[RoomOut]
-
-
-class MemberOut(BaseModel):
-    user_id: str
-    username: str
-    role: Literal["admin", "member"]
-    joined_at: str
-    presence: Literal["online", "away", "offline"] = "offline"
-
-
-class MemberList(BaseModel):
-    members: list[MemberOut]
+    visibility: Visibility | None = None
 
 
 class InviteIn(BaseModel):
@@ -208,22 +107,27 @@ class InviteIn(BaseModel):
     username: str | None = None
 
 
-class JoinOut(BaseModel):
-    room: RoomOut
-    joined: bool
+# Answers -----------------------------------------------------------------------------------
 
 
-class LeaveOut(BaseModel):
-    left: bool
+def wire_schema(model: Any) -> dict[str, Any]:
+    """A wire type's JSON schema, its structs as references to the document's components."""
+    (schema,), _ = msgspec.json.schema_components([model], ref_template=REF_TEMPLATE)
+    return schema
 
 
-class InviteOut(BaseModel):
-    member: MemberOut
-    added: bool
+def reply(
+    model: Any, status: int = 200, description: str = "Successful Response"
+) -> dict[int | str, dict[str, Any]]:
+    """A route's success answer, for ``responses=``: a wire type documented by its JSON schema
+    (FastAPI's ``response_model=`` would need a pydantic twin of it)."""
+    content = {"application/json": {"schema": wire_schema(model)}}
+    return {status: {"description": description, "content": content}}
 
 
+ERROR_REF: dict[str, Any] = {"$ref": REF_TEMPLATE.format(name="ErrorBody")}
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": text}
+    status: {"description": text, "content": {"application/json": {"schema": ERROR_REF}}}
     for status, text in {
         400: "Malformed request",
         401: "Not authenticated",
@@ -241,27 +145,3 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {c: ERRORS[c] for c in codes}
-
-
-# search ------------------------------------------------------------------------------------
-
-
-class SearchHitOut(MessageOut):
-    """A found message: the message as everywhere else, plus where the query matched."""
-
-    highlights: list[tuple[int, int]] = Field(
-        default_factory=list,
-        description=(
-            "[start, end) offsets into `text` in Unicode code points (string indices), one "
-            "per matching word, in order. Plain offsets, never markup: slice the text and "
-            "render each part as text."
-        ),
-        examples=[[[0, 4], [12, 17]]],
-    )
-
-
-class SearchOut(BaseModel):
-    results: list[SearchHitOut] = Field(description="Best match first (bm25), then newest.")
-    next_before: str | None = Field(
-        description="Opaque cursor: pass it as `before` for the next page; null on the last."
-    )

@@ -9,13 +9,14 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from hubbub.api.common import Caller, MessagesDep, respond
-from hubbub.api.schemas import SearchOut, errors
+from hubbub.api.schemas import errors, reply
 from hubbub.fulltext import MAX_QUERY_CHARS
+from hubbub.wire import SearchOut
 
 router = APIRouter(prefix="/chat", tags=["search"])
 
 
-@router.get("/search", response_model=SearchOut, responses=errors(400, 401, 404, 422))
+@router.get("/search", responses=reply(SearchOut) | errors(400, 401, 404, 422))
 async def search(
     request: Request,
     who: Caller,

@@ -1,4 +1,4 @@
-"""``POST /chat/messages``, the hottest request route, as raw ASGI with a msgspec schema."""
+"""``POST /chat/messages``, the hottest request route, as raw ASGI decoding ``wire.SendBody``."""
 
 from __future__ import annotations
 
@@ -19,18 +19,10 @@ from hubbub.api.raw import (
     send_json,
 )
 from hubbub.errors import HubbubError
-from hubbub.models import ClientTimestamp
+from hubbub.wire import SendBody
 
 if TYPE_CHECKING:
     from hubbub.runtime import Runtime
-
-
-class SendBody(msgspec.Struct, forbid_unknown_fields=False):
-    room_id: str
-    message: str
-    timestamp: ClientTimestamp = None
-    client_msg_id: str | None = None
-    user_id: str | None = None
 
 
 _decoder = msgspec.json.Decoder(SendBody)

@@ -3,15 +3,10 @@
 
 from __future__ import annotations
 
-import re
 import unicodedata
 
 from hubbub.errors import Invalid
-
-ROOM_ID_RE = re.compile(r"[A-Za-z0-9_.:~-]{1,64}")
-MAX_CLIENT_MSG_ID = 128
-MAX_ROOM_NAME = 100
-MAX_REACTION_CHARS = 32
+from hubbub.limits import MAX_REACTION_CHARS, MAX_ROOM_NAME, ROOM_ID_RE
 
 
 def check_text(text: str, limit: int) -> None:

@@ -11,6 +11,7 @@ from hubbub.chat.rooms import RoomRules
 from hubbub.chat.writer import Sent, Writer
 from hubbub.errors import NotFound
 from hubbub.files.base import FileStore
+from hubbub.limits import MAX_MESSAGE_CHARS
 from hubbub.models import FileInfo, FileRecord, NewMessage, Room, utc_now
 from hubbub.store.base import Store
 
@@ -25,7 +26,7 @@ class FileRules:
         writer: Writer,
         files: FileStore | None,
         *,
-        max_message_chars: int = 4000,
+        max_message_chars: int = MAX_MESSAGE_CHARS,
     ) -> None:
         self.store = store
         self.rooms = rooms

@@ -11,6 +11,7 @@ from hubbub.chat.rooms import RoomRules
 from hubbub.encoding import Event
 from hubbub.errors import Conflict, Forbidden, Invalid, NotFound
 from hubbub.fulltext import query_terms
+from hubbub.limits import MAX_MESSAGE_CHARS
 from hubbub.models import Message
 from hubbub.store.base import Store
 
@@ -23,7 +24,7 @@ class MessageRules:
         rooms: RoomRules,
         files: FileRules,
         *,
-        max_message_chars: int = 4000,
+        max_message_chars: int = MAX_MESSAGE_CHARS,
     ) -> None:
         self.store = store
         self.publisher = publisher

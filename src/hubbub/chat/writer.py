@@ -15,11 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hubbub.auth.identity import Identity
-from hubbub.chat.checks import MAX_CLIENT_MSG_ID, check_room_id, check_text
+from hubbub.chat.checks import check_room_id, check_text
 from hubbub.chat.publish import Publisher
 from hubbub.encoding import Event
 from hubbub.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from hubbub.hub import CONTROL
+from hubbub.limits import MAX_CLIENT_MSG_ID, MAX_MESSAGE_CHARS
 from hubbub.models import ClientTimestamp, Message, NewMessage
 from hubbub.store.base import AppendOutcome, AppendRequest, AppendResult, Store
 from hubbub.typing_state import Typing
@@ -48,7 +49,7 @@ class Writer:
         typing: Typing,
         *,
         trust: bool,
-        max_message_chars: int = 4000,
+        max_message_chars: int = MAX_MESSAGE_CHARS,
         write_batch_max: int = 256,
         on_stored: Callable[[int], None] | None = None,
     ) -> None:

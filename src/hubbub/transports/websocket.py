@@ -13,7 +13,7 @@ Server → client: ``{"event", "id"?, "ref"?, "data"}``; see ``docs/api.md``.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -32,7 +32,6 @@ from hubbub.api.raw import (
 from hubbub.encoding import to_json, ws_text_frame
 from hubbub.errors import BadRequest, HubbubError, Invalid
 from hubbub.hub import Connection, personal_channel
-from hubbub.models import MAX_SEQ
 from hubbub.transports.events import parse_events_cursor
 from hubbub.transports.resume import (
     StreamLife,
@@ -42,6 +41,7 @@ from hubbub.transports.resume import (
     room_rev,
 )
 from hubbub.transports.sse import drop_when_unacknowledged
+from hubbub.wire import WsOp, WsRef
 
 if TYPE_CHECKING:
     from hubbub.runtime import Runtime
@@ -73,30 +73,11 @@ class WsFlow:
         await self._protocol.writable.wait()
 
 
-_Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]
+_op_decoder = msgspec.json.Decoder(WsOp)
+_ref_decoder = msgspec.json.Decoder(WsRef)
 
 
-class _Op(msgspec.Struct, forbid_unknown_fields=False):
-    op: str
-    ref: Any = None
-    room_id: str | None = None
-    after_seq: _Seq | str | None = None  # a message seq, or a change's id ("r<rev>")
-    message: str | None = None
-    client_msg_id: str | None = None
-    timestamp: int | float | str | None = None
-    is_typing: bool | None = None
-    seq: _Seq | None = None
-
-
-class _Ref(msgspec.Struct, forbid_unknown_fields=False):
-    ref: Any = None
-
-
-_op_decoder = msgspec.json.Decoder(_Op)
-_ref_decoder = msgspec.json.Decoder(_Ref)
-
-
-def decode_op(frame: str | bytes) -> _Op:
+def decode_op(frame: str | bytes) -> WsOp:
     """A client frame, or a 4xx :class:`HubbubError`: 400 when it is not JSON (also nested
     deeper than 64 levels, or holding a lone UTF-16 surrogate), 422 when it is JSON but not an
     op (no ``op``, a field of the wrong type, a ``seq`` beyond 2^53)."""
@@ -151,12 +132,12 @@ class WebSocketSession:
                 HubbubError("the server failed on this frame", code="internal_error"), op.ref
             )
 
-    def _room(self, op: _Op) -> str:
+    def _room(self, op: WsOp) -> str:
         if not op.room_id:
             raise Invalid("room_id is required", code="missing_field")
         return op.room_id
 
-    async def _dispatch(self, op: _Op) -> None:
+    async def _dispatch(self, op: WsOp) -> None:
         rt, who = self.rt, self.who
         if op.op == "ping":
             self.reply("pong", {}, op.ref)
