@@ -149,7 +149,9 @@ def user_create(
 ) -> None:
     """Create a user who can log in with a password."""
     from hubbub.api.schemas import Register
-    from hubbub.auth.passwords import hash_password, password_weakness
+    from hubbub.auth.accounts import create_account
+    from hubbub.auth.passwords import password_weakness
+    from hubbub.errors import Conflict
     from hubbub.store.sql import SqlStore
 
     settings = _settings(data_dir=data_dir, database=database)
@@ -171,10 +173,10 @@ def user_create(
         store = SqlStore(settings.database_url())
         await store.start()
         try:
-            if await store.accounts.user_by_name(name) is not None:
-                raise typer.Exit(1)
-            user = await store.accounts.create_user(name, await hash_password(password))
+            user = await create_account(store, name, password)
             return user.id
+        except Conflict:
+            raise typer.Exit(1) from None
         finally:
             await store.close()
 

@@ -1,4 +1,4 @@
-"""The limits a client can run into, in one place: the validators (``service.py``, the msgspec
+"""The limits a client can run into, in one place: the validators (``chat/checks.py``, the msgspec
 and pydantic wire models) enforce them and ``/openapi.json`` states them, from the same values,
 so the documentation cannot drift from the checks."""
 

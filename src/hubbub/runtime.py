@@ -1,4 +1,5 @@
-"""Everything one server process runs, wired from Settings: store, broker, hub, service, auth."""
+"""Everything one server process runs, wired from Settings: store, broker, hub, the chat rules,
+auth."""
 
 from __future__ import annotations
 
@@ -6,10 +7,17 @@ import asyncio
 import contextlib
 import logging
 
+from hubbub.auth.accounts import Accounts
 from hubbub.auth.identity import Authenticator
 from hubbub.auth.tokens import TokenSigner
 from hubbub.backend_url import namespace
 from hubbub.broker.base import open_broker
+from hubbub.chat.activity import Activity
+from hubbub.chat.files import FileRules
+from hubbub.chat.messages import MessageRules
+from hubbub.chat.publish import Publisher
+from hubbub.chat.rooms import RoomRules
+from hubbub.chat.writer import Writer
 from hubbub.config import Settings
 from hubbub.encoding import Event, use_cursor_secret
 from hubbub.files.base import FileStore
@@ -18,7 +26,6 @@ from hubbub.hub import Hub
 from hubbub.metrics import Metrics
 from hubbub.presence.base import open_presence
 from hubbub.ratelimit.base import open_failure_limiter, open_send_limiter
-from hubbub.service import ChatService
 from hubbub.store.sql import SqlStore
 from hubbub.transports.context import StreamConfig, StreamDeps
 from hubbub.transports.events import AllRoomsStreams
@@ -78,18 +85,51 @@ class Runtime:
             on_cutoff=self.metrics.slow_cutoffs.inc,
             positions=self._positions_between,
         )
-        self.service = ChatService(
+        trust = settings.auth == "trust"
+        self.publisher = Publisher(self.broker, self.presence)
+        self.rooms = RoomRules(self.store, self.publisher, self.presence, trust=trust)
+        self.activity = Activity(
             self.store,
-            self.broker,
-            trust=settings.auth == "trust",
-            max_message_chars=settings.max_message_chars,
-            write_batch_max=settings.write_batch_max,
-            on_stored=self.metrics.messages.inc,
+            self.publisher,
+            self.rooms,
             presence=self.presence,
             typing=self.typing,
         )
+        self.writer = Writer(
+            self.store,
+            self.publisher,
+            self.activity.typing,
+            trust=trust,
+            max_message_chars=settings.max_message_chars,
+            write_batch_max=settings.write_batch_max,
+            on_stored=self.metrics.messages.inc,
+        )
         self.files: FileStore = LocalFileStore(settings.data_dir / "files")
-        self.service.files = self.files
+        self.file_rules = FileRules(
+            self.store,
+            self.rooms,
+            self.writer,
+            self.files,
+            max_message_chars=settings.max_message_chars,
+        )
+        self.messages = MessageRules(
+            self.store,
+            self.publisher,
+            self.rooms,
+            self.file_rules,
+            max_message_chars=settings.max_message_chars,
+        )
+        self.accounts = Accounts(
+            self.store,
+            self.auth,
+            self.signer,
+            self.publisher,
+            self.sign_ins,
+            session_ttl=settings.session_ttl,
+            access_token_ttl=settings.access_token_ttl,
+            refresh_token_ttl=settings.refresh_token_ttl,
+            ticket_ttl=settings.ticket_ttl,
+        )
         self._housekeeping: asyncio.Task[None] | None = None
         self._resyncer: asyncio.Task[None] | None = None
         # Everything the stream transports use, and all they are given.
@@ -97,7 +137,10 @@ class Runtime:
             config=StreamConfig.of(settings),
             hub=self.hub,
             store=self.store,
-            service=self.service,
+            rooms=self.rooms,
+            writer=self.writer,
+            messages=self.messages,
+            activity=self.activity,
             auth=self.auth,
             limiter=self.limiter,
             stream_limits=StreamLimits(
@@ -107,7 +150,7 @@ class Runtime:
                 settings.retry_spread,
             ),
             metrics=self.metrics,
-            presence_snapshots=PresenceSnapshots(self.hub, self.store, self.service),
+            presence_snapshots=PresenceSnapshots(self.hub, self.store, self.presence),
         )
         self.all_streams = AllRoomsStreams(self.streams)
         self.hub.on_sessions_ended(self.auth.forget_sessions)
@@ -134,7 +177,8 @@ class Runtime:
         await self.files.start()
         await self.hub.start()
         self.broker.on_reconnect(self._resync)
-        await self.service.start()
+        await self.activity.start()
+        await self.writer.start()
         if self.settings.shared_broker():
             self._resyncer = asyncio.get_running_loop().create_task(self._resync_loop())
         if self.settings.retention_days is not None:
@@ -166,7 +210,8 @@ class Runtime:
             self._housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._housekeeping
-        await self.service.close()
+        await self.activity.close()
+        await self.writer.close()
         await self.broker.close()
         await self.store.close()
 

@@ -5,7 +5,18 @@ from __future__ import annotations
 import subprocess
 import sys
 
-CORE = ["hubbub.service", "hubbub.hub", "hubbub.subscription", "hubbub.encoding", "hubbub.models"]
+CORE = [
+    "hubbub.chat.writer",
+    "hubbub.chat.rooms",
+    "hubbub.chat.messages",
+    "hubbub.chat.activity",
+    "hubbub.chat.files",
+    "hubbub.auth.accounts",
+    "hubbub.hub",
+    "hubbub.subscription",
+    "hubbub.encoding",
+    "hubbub.models",
+]
 FORBIDDEN = ["fastapi", "starlette", "sqlalchemy", "redis", "uvicorn"]
 
 

@@ -14,11 +14,19 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response
 from starlette.requests import ClientDisconnect
 
-from hubbub.api.common import Caller, Rt, respond
+from hubbub.api.common import (
+    Caller,
+    FileRulesDep,
+    FileStoreDep,
+    LimiterDep,
+    SettingsDep,
+    respond,
+)
 from hubbub.api.multipart import UploadReader, multipart_boundary
 from hubbub.api.schemas import errors, reply
+from hubbub.chat.files import FileRules
 from hubbub.errors import BadRequest, Invalid, NotFound, TooLarge, UnsupportedMediaType
-from hubbub.files.base import FileTooLarge, new_file_id, valid_file_id
+from hubbub.files.base import FileStore, FileTooLarge, new_file_id, valid_file_id
 from hubbub.files.names import content_disposition, safe_filename
 from hubbub.files.sniff import Sniffer, disposition
 from hubbub.models import FileInfo
@@ -86,7 +94,15 @@ async def _watched(chunks: AsyncIterable[bytes], sniffer: Sniffer) -> AsyncItera
     responses=reply(SendOut, 201) | errors(400, 401, 403, 404, 413, 415, 422, 429, 503),
     openapi_extra={"requestBody": UPLOAD_BODY},
 )
-async def upload(room_id: str, request: Request, who: Caller, rt: Rt) -> Response:
+async def upload(
+    room_id: str,
+    request: Request,
+    who: Caller,
+    file_rules: FileRulesDep,
+    files: FileStoreDep,
+    limiter: LimiterDep,
+    settings: SettingsDep,
+) -> Response:
     """Share a file in a room: `multipart/form-data` with the field `file` and an optional
     `message` (caption). `201` with `{"status": "sent", "message"}`: a `type: "file"` message
     whose `file` is `{id, url, name, size, content_type}`, streamed to the room like any message.
@@ -103,14 +119,13 @@ async def upload(room_id: str, request: Request, who: Caller, rt: Rt) -> Respons
         raise UnsupportedMediaType(
             "send multipart/form-data with a 'file' field", code="unsupported_media_type"
         )
-    settings = rt.settings
     limit = settings.max_upload_bytes
     body_limit = limit + settings.max_body_bytes
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > body_limit:
         raise FileTooLarge(limit)
-    await rt.limiter.check(who.user_id)
-    await rt.service.file_room(who, room_id)
+    await limiter.check(who.user_id)
+    await file_rules.file_room(who, room_id)
 
     reader = UploadReader(
         request.stream(),
@@ -126,16 +141,14 @@ async def upload(room_id: str, request: Request, who: Caller, rt: Rt) -> Respons
     try:
         if not await reader.find_file():
             raise Invalid("the upload has no 'file' field", code="missing_file")
-        size = await rt.files.save(
-            file_id, _watched(reader.file_chunks(), sniffer), max_bytes=limit
-        )
+        size = await files.save(file_id, _watched(reader.file_chunks(), sniffer), max_bytes=limit)
         saved = True
         await reader.finish()
         if size == 0 and not reader.filename:
             raise Invalid("no file was chosen", code="missing_file")  # an empty <input type=file>
     except BaseException as exc:
         if saved:
-            await rt.files.delete(file_id)
+            await files.delete(file_id)
         if isinstance(exc, ClientDisconnect):
             raise BadRequest("the upload was interrupted", code="upload_interrupted") from None
         if isinstance(exc, TooLarge) and not isinstance(exc, FileTooLarge):
@@ -150,15 +163,17 @@ async def upload(room_id: str, request: Request, who: Caller, rt: Rt) -> Respons
         size=size,
         content_type=sniffer.content_type(),
     )
-    sent = await rt.service.send_file(who, room_id, reader.fields.get(CAPTION_FIELD, ""), info)
+    sent = await file_rules.send_file(who, room_id, reader.fields.get(CAPTION_FIELD, ""), info)
     return respond(request, {"status": "sent", "message": sent.message}, 201)
 
 
-async def _download(file_id: str, request: Request, who: Caller, rt: Rt) -> Response:
+async def _download(
+    file_id: str, request: Request, who: Caller, file_rules: FileRules, files: FileStore
+) -> Response:
     if not valid_file_id(file_id):
         raise NotFound("file not found", code="file_not_found")
-    record = await rt.service.readable_file(who, file_id)
-    stored = await rt.files.open(file_id)
+    record = await file_rules.readable_file(who, file_id)
+    stored = await files.open(file_id)
     if stored is None:
         raise NotFound("file not found", code="file_not_found")
     headers = {
@@ -180,12 +195,14 @@ async def _download(file_id: str, request: Request, who: Caller, rt: Rt) -> Resp
     response_class=Response,
     responses=DOWNLOAD_RESPONSES,
 )
-async def download(file_id: str, request: Request, who: Caller, rt: Rt) -> Response:
+async def download(
+    file_id: str, request: Request, who: Caller, file_rules: FileRulesDep, files: FileStoreDep
+) -> Response:
     """Download a shared file (members of its room only; anyone else gets 404, as for an
     unknown or deleted file). `Content-Disposition: inline` for PNG, JPEG, GIF and WebP, else
     `attachment`; always `X-Content-Type-Options: nosniff` and a sandboxing CSP.
     """
-    return await _download(file_id, request, who, rt)
+    return await _download(file_id, request, who, file_rules, files)
 
 
 @router.get(
@@ -195,8 +212,13 @@ async def download(file_id: str, request: Request, who: Caller, rt: Rt) -> Respo
     responses=DOWNLOAD_RESPONSES,
 )
 async def download_named(
-    file_id: str, name: str, request: Request, who: Caller, rt: Rt
+    file_id: str,
+    name: str,
+    request: Request,
+    who: Caller,
+    file_rules: FileRulesDep,
+    files: FileStoreDep,
 ) -> Response:
     """The same download, with any file name at the end of the URL (it is ignored: the stored
     name is what `Content-Disposition` carries)."""
-    return await _download(file_id, request, who, rt)
+    return await _download(file_id, request, who, file_rules, files)

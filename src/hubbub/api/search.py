@@ -8,7 +8,7 @@ import msgspec
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from hubbub.api.common import Caller, Rt, respond
+from hubbub.api.common import Caller, MessagesDep, respond
 from hubbub.api.schemas import errors, reply
 from hubbub.fulltext import MAX_QUERY_CHARS
 from hubbub.wire import SearchOut
@@ -20,7 +20,7 @@ router = APIRouter(prefix="/chat", tags=["search"])
 async def search(
     request: Request,
     who: Caller,
-    rt: Rt,
+    messages: MessagesDep,
     q: Annotated[
         str,
         Query(
@@ -46,7 +46,7 @@ async def search(
     is the message plus `highlights`: `[start, end)` code-point offsets of the matched words in
     `text` (plain offsets, never HTML).
     """
-    hits, cursor = await rt.service.search(who, q, room_id=room_id, limit=limit, before=before)
+    hits, cursor = await messages.search(who, q, room_id=room_id, limit=limit, before=before)
     results: list[dict[str, Any]] = []
     for message, spans in hits:
         item = msgspec.structs.asdict(message)

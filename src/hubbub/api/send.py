@@ -49,7 +49,7 @@ async def post_message(rt: Runtime, scope: Scope, receive: Receive, send: Send) 
             credentials(scope, query(scope), body.user_id), ensure_user=False
         )
         await rt.limiter.check(who.user_id)
-        sent = await rt.service.send(
+        sent = await rt.writer.send(
             who,
             body.room_id,
             body.message,

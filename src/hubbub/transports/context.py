@@ -8,11 +8,14 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from hubbub.auth.identity import Authenticator
+    from hubbub.chat.activity import Activity
+    from hubbub.chat.messages import MessageRules
+    from hubbub.chat.rooms import RoomRules
+    from hubbub.chat.writer import Writer
     from hubbub.config import Settings
     from hubbub.hub import Hub
     from hubbub.metrics import Metrics
     from hubbub.ratelimit import SendLimiter
-    from hubbub.service import ChatService
     from hubbub.store.base import Store
     from hubbub.transports.limits import StreamLimits
     from hubbub.transports.resume import PresenceSnapshots
@@ -44,7 +47,10 @@ class StreamDeps:
     config: StreamConfig
     hub: Hub
     store: Store
-    service: ChatService
+    rooms: RoomRules  # who may open which room (trust mode: first use joins)
+    writer: Writer  # WebSocket ``send`` ops
+    messages: MessageRules  # WebSocket ``read`` ops
+    activity: Activity  # typing ops; presence of each stream
     auth: Authenticator
     limiter: SendLimiter  # WebSocket ``send`` ops share the HTTP send rate limit
     stream_limits: StreamLimits

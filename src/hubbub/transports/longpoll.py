@@ -82,7 +82,7 @@ async def poll(deps: StreamDeps, scope: Scope, receive: Receive, send: Send, roo
         who = await deps.auth.identify(
             credentials(scope, params), ensure_user=False, allow_ticket=True
         )
-        room = await deps.service.open_room(who, room_id)
+        room = await deps.rooms.open_room(who, room_id)
         life.claim(who.user_id)
     except HubbubError as exc:
         life.release()

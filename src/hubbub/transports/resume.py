@@ -24,7 +24,7 @@ from hubbub.subscription import Resume
 
 if TYPE_CHECKING:
     from hubbub.hub import Hub
-    from hubbub.service import ChatService
+    from hubbub.presence.base import Presence
     from hubbub.store.base import Store
     from hubbub.transports.context import StreamDeps
 
@@ -190,10 +190,10 @@ class PresenceSnapshots:
     MEMBERS_TTL = 30.0
     _MAX_ROOMS = 10_000
 
-    def __init__(self, hub: Hub, store: Store, service: ChatService) -> None:
+    def __init__(self, hub: Hub, store: Store, presence: Presence) -> None:
         self.hub = hub
         self.store = store
-        self.service = service
+        self.presence = presence
         # room → (expiry, the hub's subscription it was kept current by, member ids)
         self._members: dict[str, tuple[float, object | None, list[str]]] = {}
         self._events: dict[tuple[str, str, str], Event] = {}
@@ -251,7 +251,7 @@ class PresenceSnapshots:
                 ids = [u for u in ids if u not in seen]
             if not ids:
                 continue
-            status = await self.service.presence.statuses(ids)
+            status = await self.presence.statuses(ids)
             for user_id in ids:
                 seen.add(user_id)
                 now = status.get(user_id, "offline")
@@ -310,7 +310,7 @@ class StreamLife:
         self.conn = conn
         self.deps.metrics.connections.labels(self.label).inc()
         self._begun = True
-        await self.deps.service.presence.connect(conn.user_id, self.conn_id)
+        await self.deps.activity.presence.connect(conn.user_id, self.conn_id)
 
     async def ended_meanwhile(self) -> bool:
         """Whether the session that opened this stream ended between authentication and the
@@ -335,4 +335,4 @@ class StreamLife:
             return
         self.deps.metrics.connections.labels(self.label).dec()
         await self.deps.hub.detach(conn)
-        await self.deps.service.presence.disconnect(conn.user_id, self.conn_id)
+        await self.deps.activity.presence.disconnect(conn.user_id, self.conn_id)

@@ -119,7 +119,7 @@ async def room_stream(
         who = await deps.auth.identify(
             credentials(scope, params), ensure_user=False, allow_ticket=True
         )
-        await deps.service.open_room(who, room_id)
+        await deps.rooms.open_room(who, room_id)
         transport, flow = uvicorn_seam(send)
         reset: int | None = None
         if cursor is not None and deps.config.retention_days is not None:

@@ -147,7 +147,7 @@ class WebSocketSession:
             cursor = parse_room_cursor(op.after_seq)
             if room_id in self.conn.room_set:
                 raise Invalid(f"already subscribed to {room_id!r}", code="already_subscribed")
-            room = await deps.service.open_room(who, room_id)
+            room = await deps.rooms.open_room(who, room_id)
             # Everything live queues until `subscribed` (and the replay) are out.
             await deps.hub.attach(self.conn, room_id, replaying=True)
             try:
@@ -171,7 +171,7 @@ class WebSocketSession:
             if op.message is None:
                 raise Invalid("message is required", code="missing_field")
             await deps.limiter.check(who.user_id)
-            sent = await deps.service.send(
+            sent = await deps.writer.send(
                 who, room_id, op.message, timestamp=op.timestamp, client_msg_id=op.client_msg_id
             )
             self.reply("ack", None, op.ref, raw=sent.event.data)
@@ -179,13 +179,13 @@ class WebSocketSession:
             room_id = self._room(op)
             if op.is_typing is None:
                 raise Invalid("is_typing is required", code="missing_field")
-            await deps.service.set_typing(who, room_id, op.is_typing)
+            await deps.activity.set_typing(who, room_id, op.is_typing)
             self.reply("ok", {"op": "typing", "room_id": room_id}, op.ref)
         elif op.op == "read":
             room_id = self._room(op)
             if op.seq is None or op.seq < 0:
                 raise Invalid("seq (≥ 0) is required", code="missing_field")
-            pointer, unread = await deps.service.mark_read(who, room_id, op.seq)
+            pointer, unread = await deps.messages.mark_read(who, room_id, op.seq)
             self.reply(
                 "ok", {"op": "read", "room_id": room_id, "seq": pointer, "unread": unread}, op.ref
             )

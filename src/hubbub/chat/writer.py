@@ -1,0 +1,202 @@
+"""The one writer of messages: group commit.
+
+Sends go through one writer task that takes whatever has queued up (up to ``write_batch_max``)
+and appends it in one transaction — group commit, so many concurrent sends cost one durable
+commit — then publishes the new messages in ``seq`` order and only then answers the senders.
+A 201 therefore always means "on disk"; a failed commit answers every sender of the batch with
+503 and stores nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hubbub.auth.identity import Identity
+from hubbub.chat.checks import check_room_id, check_text
+from hubbub.chat.publish import Publisher
+from hubbub.encoding import Event
+from hubbub.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
+from hubbub.hub import CONTROL
+from hubbub.limits import MAX_CLIENT_MSG_ID, MAX_MESSAGE_CHARS
+from hubbub.models import ClientTimestamp, Message, NewMessage
+from hubbub.store.base import AppendOutcome, AppendRequest, AppendResult, Store
+from hubbub.typing.base import Typing
+
+log = logging.getLogger("hubbub.chat")
+
+
+@dataclass(slots=True)
+class Sent:
+    message: Message
+    event: Event
+    created: bool
+
+
+@dataclass(slots=True)
+class _Job:
+    request: AppendRequest
+    future: asyncio.Future[tuple[AppendResult, Event | None]]
+
+
+class Writer:
+    def __init__(
+        self,
+        store: Store,
+        publisher: Publisher,
+        typing: Typing,
+        *,
+        trust: bool,
+        max_message_chars: int = MAX_MESSAGE_CHARS,
+        write_batch_max: int = 256,
+        on_stored: Callable[[int], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.publisher = publisher
+        # Sending ends the sender's typing indicator: the writer asks the tracker directly,
+        # a dict lookup, so the hot path stays one lookup when nobody is typing.
+        self.typing = typing
+        self.trust = trust
+        self.max_message_chars = max_message_chars
+        self._batch_max = write_batch_max
+        # A store that stops answering must not hold every sender: they get 503 and retry
+        # (with client_msg_id, a commit that landed after all is answered, not duplicated).
+        self.commit_timeout = 5.0
+        self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._on_stored = on_stored
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._write_loop())
+
+    async def close(self) -> None:
+        """Finish every queued send, then stop the writer."""
+        if self._task is not None:
+            await self._queue.put(None)
+            await self._task
+            self._task = None
+
+    async def send(
+        self,
+        who: Identity,
+        room_id: str,
+        text: str,
+        *,
+        timestamp: ClientTimestamp = None,
+        client_msg_id: str | None = None,
+    ) -> Sent:
+        check_room_id(room_id)
+        check_text(text, self.max_message_chars)
+        if client_msg_id is not None and not 0 < len(client_msg_id) <= MAX_CLIENT_MSG_ID:
+            raise Invalid(
+                f"client_msg_id must be 1-{MAX_CLIENT_MSG_ID} characters",
+                code="invalid_client_msg_id",
+            )
+        if isinstance(timestamp, str) and len(timestamp) > 64:
+            raise Invalid("timestamp must be a number or a short string", code="invalid_timestamp")
+        sent = await self.append(
+            NewMessage(
+                room_id=room_id,
+                user_id=who.user_id,
+                username=who.username,
+                text=text,
+                timestamp=timestamp,
+                client_msg_id=client_msg_id,
+            )
+        )
+        if self.typing.active(room_id, who.user_id):  # sending ends the typing indicator
+            try:
+                await self.typing.set(room_id, who.user_id, who.username, False)
+            except Exception as exc:  # the message is stored: its 201 must stand
+                log.warning("typing of %s not ended: %s", who.user_id, exc)
+        return sent
+
+    async def append(self, message: NewMessage) -> Sent:
+        """Queue for the writer (trust mode: room, membership and user on first use) and wait
+        for the commit. Checked already: files append their message here too."""
+        if self._task is None or self._task.done():
+            raise Unavailable("the server is shutting down", code="shutting_down")
+        request = AppendRequest(
+            message, create_room=self.trust, join_public=self.trust, create_user=self.trust
+        )
+        future: asyncio.Future[tuple[AppendResult, Event | None]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._queue.put_nowait(_Job(request, future))
+        result, event = await future
+        return _sent(result, event, message.room_id)
+
+    async def _write_loop(self) -> None:
+        queue = self._queue
+        stopping = False
+        while not stopping:
+            job = await queue.get()
+            if job is None:
+                break
+            jobs = [job]
+            while len(jobs) < self._batch_max and not queue.empty():
+                nxt = queue.get_nowait()
+                if nxt is None:
+                    stopping = True
+                    break
+                jobs.append(nxt)
+            await self._commit(jobs)
+
+    async def _commit(self, jobs: list[_Job]) -> None:
+        try:
+            results = await asyncio.wait_for(
+                self.store.messages.append_batch([j.request for j in jobs]), self.commit_timeout
+            )
+        except Exception as exc:
+            log.error("append of %d messages failed: %s", len(jobs), exc)
+            error = Unavailable(
+                "the message store is unavailable; nothing was stored, try again",
+                code="store_unavailable",
+            )
+            for j in jobs:
+                if not j.future.done():
+                    j.future.set_exception(error)
+            return
+        publisher = self.publisher
+        events: list[Event | None] = []
+        for result in results:
+            event = None
+            if result.message is not None:
+                event = Event.message(result.message, result.position or None, result.rev or None)
+            events.append(event)
+            if result.room_created:
+                added = next((c for c in result.changes if c.name == "room_added"), None)
+                if added is not None:  # its data is the new room (trust mode: public)
+                    await publisher.publish(Event(CONTROL, "room_created", added.data))
+            await publisher.changes(result.changes)
+            if result.outcome is AppendOutcome.CREATED and event is not None:
+                await publisher.publish(event)
+        created = sum(1 for r in results if r.outcome is AppendOutcome.CREATED)
+        if created and self._on_stored is not None:
+            self._on_stored(created)
+        for job, result, event in zip(jobs, results, events, strict=True):
+            if not job.future.done():
+                job.future.set_result((result, event))
+
+
+def _sent(result: AppendResult, event: Event | None, room_id: str) -> Sent:
+    outcome = result.outcome
+    if outcome is AppendOutcome.CREATED or outcome is AppendOutcome.DUPLICATE:
+        assert result.message is not None
+        assert event is not None
+        return Sent(result.message, event, outcome is AppendOutcome.CREATED)
+    if outcome is AppendOutcome.CONFLICT:
+        raise Conflict(
+            "client_msg_id was already used for a different message",
+            code="idempotency_conflict",
+        )
+    if outcome is AppendOutcome.NOT_MEMBER:
+        raise Forbidden(f"you are not a member of room {room_id!r}", code="not_a_member")
+    if outcome is AppendOutcome.REJECTED:
+        raise Invalid(
+            "the message could not be stored (the store refused it); nothing was stored",
+            code="message_rejected",
+        )
+    raise NotFound(f"room {room_id!r} not found", code="room_not_found")
