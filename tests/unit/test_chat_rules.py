@@ -28,9 +28,10 @@ from hubbub.encoding import Event
 from hubbub.errors import Conflict, Forbidden, HubbubError, Unauthenticated
 from hubbub.hub import CONTROL
 from hubbub.presence.memory import MemoryPresence
-from hubbub.ratelimit import FailureLimiter
+from hubbub.ratelimit.memory import MemoryFailureLimiter
 from hubbub.store.base import AppendRequest, AppendResult
 from hubbub.store.sql import SqlStore
+from hubbub.typing.memory import MemoryTypingTracker
 
 PASSWORD = "Vq8#hT2!mZp4rL"
 NEW_PASSWORD = "9wK$eR3u@Lx7nB"
@@ -42,10 +43,13 @@ class CountingStore(SqlStore):
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self.batches: list[int] = []
+        commit = self.messages.append_batch
 
-    async def append_batch(self, requests: Sequence[AppendRequest]) -> list[AppendResult]:
-        self.batches.append(len(requests))
-        return await super().append_batch(requests)
+        async def counted(requests: Sequence[AppendRequest]) -> list[AppendResult]:
+            self.batches.append(len(requests))
+            return await commit(requests)
+
+        self.messages.append_batch = counted  # type: ignore[method-assign]
 
 
 @dataclass
@@ -77,7 +81,7 @@ async def build(tmp_path: Path, *, batch_max: int = 256) -> Chat:
     presence = MemoryPresence()
     publisher = Publisher(broker, presence)
     rooms = RoomRules(store, publisher, presence, trust=False)
-    activity = Activity(store, publisher, rooms, presence=presence)
+    activity = Activity(store, publisher, rooms, presence=presence, typing=MemoryTypingTracker())
     writer = Writer(store, publisher, activity.typing, trust=False, write_batch_max=batch_max)
     files = FileRules(store, rooms, writer, None)
     messages = MessageRules(store, publisher, rooms, files)
@@ -88,7 +92,7 @@ async def build(tmp_path: Path, *, batch_max: int = 256) -> Chat:
         auth,
         signer,
         publisher,
-        FailureLimiter(100, 100, 60),
+        MemoryFailureLimiter(100, 100, 60),
         session_ttl=3600,
         access_token_ttl=600,
         refresh_token_ttl=3600,

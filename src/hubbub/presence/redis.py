@@ -74,9 +74,6 @@ class RedisPresence:
 
     async def connect(self, user_id: str, conn_id: str) -> None:
         self._local.setdefault(user_id, set()).add(conn_id)
-        handle = self._offline_checks.pop(user_id, None)
-        if handle is not None:
-            handle.cancel()
         expiry = time.time() + self._ttl
         try:
             async with self._client.pipeline(transaction=False) as pipe:
@@ -87,6 +84,13 @@ class RedisPresence:
         except (RedisError, OSError) as exc:
             log.warning("presence connect of %s not recorded: %s", user_id, exc)
             return
+        finally:
+            # A reconnect within the grace ends the pending offline check only once the new
+            # connection is in Redis: an announcer reading the user in between must still see
+            # them pending (online), not offline for a moment (a flap).
+            handle = self._offline_checks.pop(user_id, None)
+            if handle is not None:
+                handle.cancel()
         self._changes.put_nowait(user_id)
 
     async def disconnect(self, user_id: str, conn_id: str) -> None:
