@@ -21,6 +21,18 @@ from collections.abc import Iterable
 from hubbub.encoding import Event
 
 
+def release_run(held: dict[int, Event], head: int) -> tuple[int, list[Event]]:
+    """Both sequencers' one step: drop what ``head`` already covers, then take the run of
+    consecutive numbers after it; the new head and the run, in order."""
+    for number in [n for n in held if n <= head]:
+        del held[number]
+    out: list[Event] = []
+    while head + 1 in held:
+        head += 1
+        out.append(held.pop(head))
+    return head, out
+
+
 class RoomSequencer:
     __slots__ = ("head", "held")
 
@@ -64,16 +76,8 @@ class RoomSequencer:
         return self.head, min(self.held)
 
     def _release(self) -> list[Event]:
-        out: list[Event] = []
-        held = self.held
-        head = self.head
-        assert head is not None
-        for rev in [r for r in held if r <= head]:
-            del held[rev]
-        while head + 1 in held:
-            head += 1
-            out.append(held.pop(head))
-        self.head = head
+        assert self.head is not None
+        self.head, out = release_run(self.held, self.head)
         return out
 
 
@@ -136,15 +140,7 @@ class PositionSequencer:
         self.released = released
 
     def _release(self) -> list[Event]:
-        out: list[Event] = []
-        held = self.held
-        released = self.released
-        for position in [p for p in held if p <= released]:
-            del held[position]
-        while released + 1 in held:
-            released += 1
-            out.append(held.pop(released))
-        self.released = released
+        self.released, out = release_run(self.held, self.released)
         return out
 
 

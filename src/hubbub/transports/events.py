@@ -57,31 +57,27 @@ class AllRoomsStreams:
         params = query(scope)
         life = StreamLife(deps, "sse")
         try:
-            if deps.hub.closing:
-                raise Unavailable("the server is shutting down; reconnect", code="shutting_down")
-            life.admit()
-            after = parse_events_cursor(
-                header(scope, b"last-event-id") or params.get("last_event_id")
-            )
-            who = await deps.auth.identify(
-                credentials(scope, params), ensure_user=False, allow_ticket=True
-            )
-            transport, flow = uvicorn_seam(send)
-            life.claim(who.user_id)
+            with life.setting_up():
+                if deps.hub.closing:
+                    raise Unavailable(
+                        "the server is shutting down; reconnect", code="shutting_down"
+                    )
+                life.admit()
+                after = parse_events_cursor(
+                    header(scope, b"last-event-id") or params.get("last_event_id")
+                )
+                who = await deps.auth.identify(
+                    credentials(scope, params), ensure_user=False, allow_ticket=True
+                )
+                transport, flow = uvicorn_seam(send)
+                life.claim(who.user_id)
         except HubbubError as exc:
-            life.release()
             await send_stream_error(send, exc)
             return
-        except BaseException:
-            life.release()
-            raise
-        try:
+        with life.setting_up():
             conn = await start_stream(
                 deps.config, send, transport, flow, who, ConnectionKind.EVENTS
             )
-        except BaseException:
-            life.release()
-            raise
         self._locks[conn] = lock = asyncio.Lock()
         self.streams.add(conn)
 

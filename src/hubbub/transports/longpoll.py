@@ -65,32 +65,29 @@ async def poll(deps: StreamDeps, scope: Scope, receive: Receive, send: Send, roo
     params = query(scope)
     life = StreamLife(deps, "longpoll")
     try:
-        if deps.hub.closing:
-            raise Unavailable("the server is shutting down; retry", code="shutting_down")
-        life.admit()
-        changes = params.get("changes", "") in ("1", "true")
-        cursor = None
-        after_f = None
-        if changes:
-            cursor = parse_room_cursor(params.get("after"))
-        else:
-            after_f = _number(params, "after", None, MAX_SEQ)
-            if after_f is not None and after_f != int(after_f):
-                raise Invalid("after must be a message seq", code="invalid_field")
-        timeout = _number(params, "timeout", DEFAULT_TIMEOUT, MAX_TIMEOUT)
-        limit = int(_number(params, "limit", 100, MAX_LIMIT) or 1)
-        who = await deps.auth.identify(
-            credentials(scope, params), ensure_user=False, allow_ticket=True
-        )
-        room = await deps.rooms.open_room(who, room_id)
-        life.claim(who.user_id)
+        with life.setting_up():
+            if deps.hub.closing:
+                raise Unavailable("the server is shutting down; retry", code="shutting_down")
+            life.admit()
+            changes = params.get("changes", "") in ("1", "true")
+            cursor = None
+            after_f = None
+            if changes:
+                cursor = parse_room_cursor(params.get("after"))
+            else:
+                after_f = _number(params, "after", None, MAX_SEQ)
+                if after_f is not None and after_f != int(after_f):
+                    raise Invalid("after must be a message seq", code="invalid_field")
+            timeout = _number(params, "timeout", DEFAULT_TIMEOUT, MAX_TIMEOUT)
+            limit = int(_number(params, "limit", 100, MAX_LIMIT) or 1)
+            who = await deps.auth.identify(
+                credentials(scope, params), ensure_user=False, allow_ticket=True
+            )
+            room = await deps.rooms.open_room(who, room_id)
+            life.claim(who.user_id)
     except HubbubError as exc:
-        life.release()
         await send_error(send, exc)
         return
-    except BaseException:
-        life.release()
-        raise
 
     parked = _Parked()
     conn = Connection(parked, parked, who.user_id, ConnectionKind.POLL, who.session_id)

@@ -9,8 +9,10 @@ log without going live.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -305,6 +307,16 @@ class StreamLife:
         user_id, self._claimed = self._claimed, None
         if user_id is not None:
             self.deps.stream_limits.release(user_id)
+
+    @contextlib.contextmanager
+    def setting_up(self) -> Iterator[None]:
+        """Until the stream has begun, any way out (a refusal, a cancellation) gives back
+        what :meth:`admit` and :meth:`claim` took."""
+        try:
+            yield
+        except BaseException:
+            self.release()
+            raise
 
     async def begin(self, conn: Connection) -> None:
         self.conn = conn

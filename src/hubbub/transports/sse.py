@@ -112,32 +112,28 @@ async def room_stream(
     params = query(scope)
     life = StreamLife(deps, "sse")
     try:
-        if deps.hub.closing:
-            raise Unavailable("the server is shutting down; reconnect", code="shutting_down")
-        life.admit()
-        cursor = parse_room_cursor(header(scope, b"last-event-id") or params.get("last_event_id"))
-        who = await deps.auth.identify(
-            credentials(scope, params), ensure_user=False, allow_ticket=True
-        )
-        await deps.rooms.open_room(who, room_id)
-        transport, flow = uvicorn_seam(send)
-        reset: int | None = None
-        if cursor is not None and deps.config.retention_days is not None:
-            reset = await _reset_to(deps, room_id, cursor)
-        life.claim(who.user_id)
+        with life.setting_up():
+            if deps.hub.closing:
+                raise Unavailable("the server is shutting down; reconnect", code="shutting_down")
+            life.admit()
+            cursor = parse_room_cursor(
+                header(scope, b"last-event-id") or params.get("last_event_id")
+            )
+            who = await deps.auth.identify(
+                credentials(scope, params), ensure_user=False, allow_ticket=True
+            )
+            await deps.rooms.open_room(who, room_id)
+            transport, flow = uvicorn_seam(send)
+            reset: int | None = None
+            if cursor is not None and deps.config.retention_days is not None:
+                reset = await _reset_to(deps, room_id, cursor)
+            life.claim(who.user_id)
     except HubbubError as exc:
-        life.release()
         await send_stream_error(send, exc)
         return
-    except BaseException:
-        life.release()
-        raise
 
-    try:
+    with life.setting_up():
         conn = await start_stream(deps.config, send, transport, flow, who, ConnectionKind.SSE)
-    except BaseException:
-        life.release()
-        raise
     try:
         await life.begin(conn)
         # Everything live queues until the hello (and the replay) are out.

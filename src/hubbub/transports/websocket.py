@@ -226,24 +226,21 @@ async def websocket_endpoint(deps: StreamDeps, scope: Scope, receive: Receive, s
     life = StreamLife(deps, "websocket")
     error: HubbubError | None = None
     try:
-        life.admit()
-        try:
-            # `?after=<cursor>`: the personal changes since an id the socket had (a `g…` id).
-            after = parse_events_cursor(params.get("after"))
-            who = await deps.auth.identify(
-                credentials(scope, params), ensure_user=False, allow_ticket=True
-            )
-        except HubbubError as exc:
-            error = exc
-        else:
-            life.claim(who.user_id)
+        with life.setting_up():
+            life.admit()
+            try:
+                # `?after=<cursor>`: the personal changes since an id the socket had (`g…`).
+                after = parse_events_cursor(params.get("after"))
+                who = await deps.auth.identify(
+                    credentials(scope, params), ensure_user=False, allow_ticket=True
+                )
+            except HubbubError as exc:
+                error = exc
+            else:
+                life.claim(who.user_id)
     except HubbubError as exc:
-        life.release()
         await refuse(scope, send, exc)
         return
-    except BaseException:
-        life.release()
-        raise
     if error is not None or transport is None:
         life.release()
         await send({"type": "websocket.accept"})
@@ -253,11 +250,8 @@ async def websocket_endpoint(deps: StreamDeps, scope: Scope, receive: Receive, s
         await send({"type": "websocket.close", "code": POLICY_VIOLATION})
         return
 
-    try:
+    with life.setting_up():
         await send({"type": "websocket.accept"})
-    except BaseException:
-        life.release()
-        raise
     transport.set_write_buffer_limits(high=deps.config.buffer_bytes)
     drop_when_unacknowledged(transport, deps.config.stale_timeout)
     conn = Connection(transport, WsFlow(protocol), who.user_id, ConnectionKind.WS, who.session_id)
