@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hubbub.backend_url import backend_of
 from hubbub.limits import MAX_MESSAGE_CHARS
 
 AuthMode = Literal["jwt", "trust"]
@@ -132,7 +133,8 @@ class Settings(BaseSettings):
     shutdown_timeout: float = 10.0
 
     def shared_broker(self) -> bool:
-        return not self.broker.startswith("memory://")
+        """Whether nodes share state through the broker URL (read as every backend reads it)."""
+        return backend_of(self.broker) == "redis"
 
     def origins(self) -> list[str]:
         return [o.strip() for o in self.allowed_origins.split(",") if o.strip()]
