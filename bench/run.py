@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import json
 import os
-import platform
 import re
 import shlex
 import shutil
@@ -39,6 +37,20 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from scenarios import chart, connect, gate, sends, wsfanout
+from scenarios.common import BenchError, flags, hubbub_exe, log, num, port_in_use
+from scenarios.report import (
+    git_state,
+    hubbub_env,
+    machine,
+    machine_line,
+    now_utc,
+    render_full,
+    saved_facts,
+    scan_log,
+    this_command,
+)
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 DEFAULT_HARNESS = CHECKOUT.parent / "shared" / "bench"
@@ -56,26 +68,10 @@ SUB_PATH = "/chat/room/{room}/events?user_id=u{i}"
 PUB_PATH = "/chat/messages"
 PUB_BODY = '{"room_id": "{room}", "message": "{text}"}'
 PUB_HEADER = "User-ID: pub{conn}"
-
-# The project's goals (see the "Goals" section of the document).
-GOAL_FANOUT_RATIO = 1.0
-GOAL_ROOMS_RATIO = 1.5
-GOAL_IDLE_KIB = 10.0
-GOAL_SATURATION = 500_000.0
-
-FULL_BEGIN, FULL_END = "<!-- run.py:full -->", "<!-- /run.py:full -->"
 QUICK_BEGIN, QUICK_END = "<!-- run.py:quick -->", "<!-- /run.py:quick -->"
-FACTS_TAG = "<!-- run.py:facts"
+
 
 Json = dict[str, Any]
-
-
-def log(*parts: object) -> None:
-    print(time.strftime("%H:%M:%S"), "[run.py]", *parts, file=sys.stderr, flush=True)
-
-
-class BenchError(RuntimeError):
-    """A precondition failed; the message says what to do."""
 
 
 # ------------------------------------------------------------------------------ prerequisites
@@ -135,22 +131,6 @@ def build_harness(harness: Path) -> None:
     subprocess.run(["make", "-s", "-C", str(harness)], check=True)
 
 
-def hubbub_exe() -> str:
-    venv = CHECKOUT / ".venv" / "bin" / "hubbub"
-    if venv.exists():
-        return str(venv)
-    found = shutil.which("hubbub")
-    if found is None:
-        raise BenchError("no hubbub executable: run `make install` first")
-    return found
-
-
-def port_in_use(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.3)
-        return s.connect_ex((HOST, port)) == 0
-
-
 def ensure_ports_free(ports: Sequence[int]) -> None:
     busy = sorted({p for p in ports if port_in_use(p)})
     if busy:
@@ -161,108 +141,6 @@ def ensure_ports_free(ports: Sequence[int]) -> None:
 
 
 # ------------------------------------------------------------------------------ facts
-
-
-def machine() -> Json:
-    model = ""
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    mem_kib = 0
-    with contextlib.suppress(OSError), open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                mem_kib = int(line.split()[1])
-                break
-    try:
-        nproc = len(os.sched_getaffinity(0))
-    except AttributeError:
-        nproc = os.cpu_count() or 0
-    return {
-        "nproc": nproc,
-        "cpu_model": model or platform.processor() or "unknown",
-        "mem_gib": round(mem_kib / 2**20, 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "loadavg": [round(x, 2) for x in os.getloadavg()],
-        "busy_pct": box_busy_pct(),
-    }
-
-
-def box_busy_pct(seconds: float = 1.0) -> float | None:
-    """Whole-machine CPU busy % over ``seconds`` (other work sharing the box)."""
-
-    def sample() -> tuple[int, int]:
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        return sum(v[:8]), v[3] + v[4]
-
-    try:
-        t0, i0 = sample()
-        time.sleep(seconds)
-        t1, i1 = sample()
-    except OSError:
-        return None
-    return round(100 * (1 - (i1 - i0) / (t1 - t0)), 1) if t1 > t0 else None
-
-
-def now_utc() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def hubbub_env() -> dict[str, str]:
-    """HUBBUB_* settings inherited from the environment (they change what is measured)."""
-    return {
-        k: v
-        for k, v in sorted(os.environ.items())
-        if k.startswith("HUBBUB_") and k not in {"HUBBUB_CMD", "HUBBUB_CHECKOUT"}
-    }
-
-
-def git_state() -> str:
-    """HEAD of the checkout, and whether src/ differs from it (what was measured)."""
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(CHECKOUT), "log", "-1", "--format=%h %s"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(CHECKOUT), "status", "--porcelain", "--", "src"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-    return f"`{head}`" + (" + uncommitted changes in src/" if dirty else "")
-
-
-def this_command() -> str:
-    return shlex.join([sys.executable, *sys.argv])
-
-
-def scan_log(path: Path) -> Json:
-    """Counts of what matters in a server log, and the first error lines."""
-    out: Json = {"path": str(path), "tracebacks": 0, "errors": 0, "slow_cutoffs": 0, "excerpt": []}
-    if not path.exists():
-        return out
-    excerpt: list[str] = out["excerpt"]
-    with open(path, errors="replace") as f:
-        lines = f.read().splitlines()
-    for i, line in enumerate(lines):
-        if line.startswith("Traceback"):
-            out["tracebacks"] += 1
-        if " ERROR " in line or line.startswith("ERROR:"):
-            out["errors"] += 1
-            if len(excerpt) < 20:
-                excerpt.extend(lines[i : i + 8])
-        if "cutting off slow" in line:
-            out["slow_cutoffs"] += 1
-    return out
 
 
 # ------------------------------------------------------------------------------ quick mode
@@ -323,11 +201,6 @@ def serve_command(data_dir: str) -> list[str]:
         "--data-dir",
         data_dir,
     ]
-
-
-def flags(**given: object) -> list[str]:
-    """``flags(p=8090, c=100)`` -> ``['-p', '8090', '-c', '100']`` (the C tools' options)."""
-    return [arg for k, v in given.items() for arg in (f"-{k}", str(v))]
 
 
 @contextlib.contextmanager
@@ -571,313 +444,6 @@ def run_harness(
 # ------------------------------------------------------------------------------ rendering
 
 
-def num(v: Any, nd: int = 1) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, bool):
-        return str(v)
-    if isinstance(v, int | float):
-        if abs(v) >= 1000:
-            return f"{v:,.0f}"
-        if isinstance(v, int):
-            return str(v)
-        return f"{v:.{nd}f}"
-    return str(v)
-
-
-def times(v: float | None, ref: float | None) -> str:
-    if v is None or not ref:
-        return "–"
-    return f"{v / ref:.2f}×"
-
-
-def ordered(targets: list[str]) -> list[str]:
-    """Hubbub first, then Nchan, then the rest in run order."""
-    rank = {"hubbub": 0, "nchan": 1}
-    return sorted(targets, key=lambda t: (rank.get(t, 2), targets.index(t)))
-
-
-SCENARIO_TITLES = {
-    "fanout1k": "1 room × 1,000 subscribers",
-    "fanout5k": "1 room × 5,000 subscribers",
-    "rooms": "1,000 rooms × 10 subscribers, round-robin",
-}
-
-
-def load_table(run: Json, scenario: str) -> list[str]:
-    res: Json = run["results"]
-    p: Json = run.get("params", {})
-    rate = {
-        "fanout1k": p.get("fanout_rate"),
-        "fanout5k": p.get("fanout5k_rate"),
-        "rooms": p.get("rooms_rate"),
-    }[scenario]
-    ref = (res.get("nchan", {}).get(scenario) or {}).get("cpu_us_per_event")
-    lines = [
-        f"### {scenario} — {SCENARIO_TITLES[scenario]}, {num(rate, 0)} msg/s offered "
-        f"for {num(p.get('duration'), 0)} s",
-        "",
-        "| target | CPU-µs per delivered event | ×Nchan | delivered/s (offered) | delivered % "
-        "| p50 ms | p99 ms | RSS MiB | server CPU % | pub msg/s reached | publish errors "
-        "| box busy % |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for t in ordered(run["targets"]):
-        r = res.get(t, {}).get(scenario)
-        if not r or "error" in r:
-            lines.append(f"| {t} | error: {(r or {}).get('error', 'not run')} |" + " |" * 10)
-            continue
-        lines.append(
-            f"| {t} | {num(r['cpu_us_per_event'], 2)} | {times(r['cpu_us_per_event'], ref)} "
-            f"| {num(r['delivered_per_s'])} ({num(r['offered_deliveries_per_s'])}) "
-            f"| {num(100 * (r['delivery_ratio'] or 0), 1)} | {num(r['lat_p50_ms'], 2)} "
-            f"| {num(r['lat_p99_ms'], 2)} | {num(r['rss_after_mib'])} | {num(r['server_cpu_pct'])} "
-            f"| {num(r['pub_achieved_rate'], 0)} | {num(r['pub_errors'])} "
-            f"| {num(r['system_busy_pct'])} |"
-        )
-    return lines
-
-
-def idle_table(run: Json) -> list[str]:
-    res: Json = run["results"]
-    p: Json = run.get("params", {})
-    ref = (res.get("nchan", {}).get("idle") or {}).get("rss_per_conn_kib")
-    lines = [
-        f"### idle — {num(p.get('idle_conns'))} idle subscribers "
-        f"({num(p.get('idle_conns', 0) // 10)} rooms × 10), "
-        f"{num(p.get('idle_window'), 0)} s window",
-        "",
-        "| target | established | RSS base MiB | RSS MiB | KiB per idle connection | ×Nchan "
-        "| idle CPU % | CPU-µs/conn/s | connect s |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for t in ordered(run["targets"]):
-        r = res.get(t, {}).get("idle")
-        if not r or "error" in r:
-            lines.append(f"| {t} | error: {(r or {}).get('error', 'not run')} |" + " |" * 7)
-            continue
-        lines.append(
-            f"| {t} | {num(r['established'])} | {num(r['rss_base_mib'])} | {num(r['rss_mib'])} "
-            f"| {num(r['rss_per_conn_kib'], 2)} | {times(r['rss_per_conn_kib'], ref)} "
-            f"| {num(r['idle_cpu_pct'], 2)} | {num(r['idle_cpu_us_per_conn_s'], 3)} "
-            f"| {num(r['connect_time_s'], 2)} |"
-        )
-    return lines
-
-
-def saturation_table(run: Json) -> list[str]:
-    res: Json = run["results"]
-    p: Json = run.get("params", {})
-    ref = (res.get("nchan", {}).get("saturation") or {}).get("max_sustained_deliveries_per_s")
-    lines = [
-        f"### saturation — 1 room × {num(p.get('sat_subs'))} subscribers, "
-        f"{num(p.get('sat_step'), 0)} s steps up the rate ladder",
-        "",
-        "| target | max sustained deliveries/s | ×Nchan | at msg/s | CPU-µs/event there "
-        "| p99 ms there | peak delivered/s | steps (msg/s → delivered/s, p99 ms, verdict) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for t in ordered(run["targets"]):
-        r = res.get(t, {}).get("saturation")
-        if not r or "error" in r:
-            lines.append(f"| {t} | error: {(r or {}).get('error', 'not run')} |" + " |" * 6)
-            continue
-        steps = "; ".join(
-            f"{num(s['rate'], 0)}→{num(s['delivered_per_s'])}, {num(s['lat_p99_ms'], 0)}, "
-            + ("ok" if not s["fail"] else "/".join(s["fail"]))
-            for s in r["steps"]
-        )
-        lines.append(
-            f"| {t} | {num(r['max_sustained_deliveries_per_s'])} "
-            f"| {times(r['max_sustained_deliveries_per_s'], ref)} | {num(r['max_sustained_rate'])} "
-            f"| {num(r['cpu_us_per_event_at_max'], 2)} | {num(r['p99_ms_at_max'], 1)} "
-            f"| {num(r['peak_delivered_per_s'])} | {steps} |"
-        )
-    return lines
-
-
-def trouble(r: Json) -> str:
-    """Why a load result cannot count (lost deliveries, failed publishes), else ''."""
-    why = []
-    if r.get("pub_errors"):
-        why.append(f"{r['pub_errors']} publish errors/non-2xx")
-    if (r.get("delivery_ratio") or 0) < 0.99:
-        why.append(f"{100 * (r.get('delivery_ratio') or 0):.1f} % delivered")
-    return ", ".join(why)
-
-
-def goals(run: Json) -> list[str]:
-    res: Json = run["results"]
-    hub: Json = res.get("hubbub", {})
-    nchan: Json = res.get("nchan", {})
-    rows: list[tuple[str, str, str, str]] = []
-
-    def ratio_goal(scenario: str, limit: float) -> None:
-        goal = f"≤ {limit:.1f}× Nchan"
-        what = f"CPU per delivered event, {scenario}"
-        h, n = hub.get(scenario), nchan.get(scenario)
-        if scenario not in run["scenarios"]:
-            rows.append((what, goal, "not measured in this run", "–"))
-            return
-        if not h or "error" in h or not n or "error" in n:
-            err = (h or {}).get("error") or (n or {}).get("error") or "target not run"
-            rows.append((what, goal, f"no figure ({err})", "unknown"))
-            return
-        hv, nv = h.get("cpu_us_per_event"), n.get("cpu_us_per_event")
-        if not hv or not nv:
-            rows.append((what, goal, "no deliveries", "no"))
-            return
-        r = hv / nv
-        measured = f"{r:.2f}× ({hv:.2f} vs {nv:.2f} µs)"
-        bad = trouble(h)
-        verdict = ("yes" if r <= limit else "no") if not bad else f"not valid: {bad}"
-        rows.append((what, goal, measured, verdict))
-
-    ratio_goal("fanout1k", GOAL_FANOUT_RATIO)
-    ratio_goal("rooms", GOAL_ROOMS_RATIO)
-
-    what, goal = "memory per idle stream", f"≤ {GOAL_IDLE_KIB:g} KiB"
-    idle = hub.get("idle")
-    if "idle" not in run["scenarios"]:
-        rows.append((what, goal, "not measured in this run", "–"))
-    elif not idle or "error" in idle or idle.get("rss_per_conn_kib") is None:
-        rows.append(
-            (what, goal, f"no figure ({(idle or {}).get('error', 'no stream')})", "unknown")
-        )
-    else:
-        kib = float(idle["rss_per_conn_kib"])
-        note = ""
-        if idle.get("established") != idle.get("conns"):
-            note = f" (only {idle.get('established')} of {idle.get('conns')} connected)"
-        rows.append((what, goal, f"{kib:.2f} KiB{note}", "yes" if kib <= GOAL_IDLE_KIB else "no"))
-
-    what, goal = "max sustained deliveries/s, saturation", f"≥ {GOAL_SATURATION:,.0f}/s"
-    sat = hub.get("saturation")
-    if "saturation" not in run["scenarios"]:
-        rows.append((what, goal, "not measured in this run", "–"))
-    elif not sat or "error" in sat:
-        rows.append((what, goal, f"no figure ({(sat or {}).get('error', 'not run')})", "unknown"))
-    else:
-        v = float(sat.get("max_sustained_deliveries_per_s") or 0)
-        rows.append((what, goal, f"{v:,.0f}/s", "yes" if v >= GOAL_SATURATION else "no"))
-
-    lines = [
-        "### Goals",
-        "",
-        "| goal | target | measured (Hubbub) | met? |",
-        "|---|---|---|---|",
-    ]
-    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
-    return lines
-
-
-def machine_line(m: Json) -> str:
-    return (
-        f"{m['nproc']} CPU (nproc), {m['cpu_model']}, {m['mem_gib']} GiB RAM, "
-        f"kernel {m['kernel']}, Python {m['python']}; before the run: load average "
-        f"{' / '.join(str(x) for x in m['loadavg'])}, box busy {num(m.get('busy_pct'))} %"
-    )
-
-
-def render_full(run: Json, raw: Path, facts: Json) -> str:
-    scen: list[str] = run["scenarios"]
-    m = facts.get("machine") or machine()
-    lines = [
-        FULL_BEGIN,
-        "## Hubbub vs Nchan (bench.py)",
-        "",
-        f"- date: {run.get('date', '?')} (run `{run['id']}`)",
-        f"- machine: {machine_line(m)}",
-        f"- Hubbub: {facts.get('git', '?')}",
-        f"- command: `{facts.get('command', '?')}`",
-        f"- harness command: `{facts.get('harness_command', run.get('command', '?'))}`",
-        f"- raw results: `{raw}`; server logs: `{raw.parent / 'logs' / run['id']}/`",
-        f"- targets: {', '.join(ordered(run['targets']))}; scenarios: {', '.join(scen)}; "
-        f"took {num(run.get('elapsed_s'), 0)} s",
-    ]
-    if facts.get("note"):
-        lines.append(f"- note: {facts['note']}")
-    env = facts.get("hubbub_env") or {}
-    if env:
-        lines.append(
-            "- HUBBUB_* environment in effect: " + ", ".join(f"`{k}={v}`" for k, v in env.items())
-        )
-    lines += [
-        "- Hubbub as measured: `hubbub serve --auth trust` on uvloop + httptools, SQLite "
-        "(synchronous FULL, group commit) in a fresh temporary data dir per scenario on the "
-        "local ext4 disk, in-memory broker, **per-user rate limiter off** "
-        "(`--rate-limit-per-second 0`: the harness publishes as 8–16 users `pub{conn}` at up "
-        "to 2,000 msg/s, which the default 10/s, burst 20 per user would answer with 429).",
-        "",
-        "CPU-µs per delivered event = server CPU time (process tree) / delivered events; "
-        "×Nchan = the same figure relative to Nchan (1 worker) in this run, lower is better. "
-        "Delivered % < 100 means loss or a backlog that had not drained 3 s after publishing. "
-        "See the harness README for every figure.",
-    ]
-    for s in ("fanout1k", "fanout5k", "rooms"):
-        if s in scen:
-            lines += ["", *load_table(run, s)]
-    if "idle" in scen:
-        lines += ["", *idle_table(run)]
-    if "saturation" in scen:
-        lines += ["", *saturation_table(run)]
-    lines += ["", *goals(run)]
-    problems = []
-    for s in scen:
-        r = run["results"].get("hubbub", {}).get(s)
-        if not r:
-            continue
-        if "error" in r:
-            problems.append(f"{s}: {r['error']}")
-        elif s in ("fanout1k", "fanout5k", "rooms"):
-            if trouble(r):
-                problems.append(f"{s}: {trouble(r)}")
-            if (r.get("pub_achieved_rate") or 0) < 0.95 * r["rate"]:
-                problems.append(
-                    f"{s}: the publisher reached only {num(r.get('pub_achieved_rate'), 0)} of "
-                    f"{num(r['rate'], 0)} msg/s (POST response p99 "
-                    f"{num(r.get('pub_response_p99_ms'), 1)} ms; one request in flight per "
-                    "connection), so the offered load was not met"
-                )
-        elif s == "idle":
-            if r.get("established") != r.get("conns"):
-                problems.append(f"idle: {r.get('established')} of {r.get('conns')} connected")
-            if (r.get("connect_time_s") or 0) > 60:
-                problems.append(
-                    f"idle: opening {num(r.get('conns'))} streams took "
-                    f"{num(r.get('connect_time_s'), 1)} s (harness connect timeout: 120 s)"
-                )
-    logscan = scan_log(raw.parent / "logs" / run["id"] / "hubbub.server.log")
-    lines += [
-        "",
-        "### Hubbub problems seen in this run",
-        "",
-        f"- server log: {logscan['tracebacks']} tracebacks, {logscan['errors']} ERROR lines, "
-        f"{logscan['slow_cutoffs']} slow-client cut-offs (`{logscan['path']}`)",
-    ]
-    lines += [f"- {p}" for p in problems] or ["- harness: no publish errors, no lost deliveries"]
-    if logscan["excerpt"]:
-        lines += ["", "```", *logscan["excerpt"][:20], "```"]
-    # What only the run knew (command, git state, load), so --from-json re-renders losslessly.
-    kept = json.dumps({**facts, "run_id": run["id"]}, ensure_ascii=False).replace("--", "-\\u002d")
-    lines += ["", f"{FACTS_TAG} {kept} -->", FULL_END]
-    return "\n".join(lines)
-
-
-def saved_facts(doc: Path | None, run_id: str) -> Json | None:
-    """The facts of run ``run_id`` stored in ``doc``'s full section, if it holds that run."""
-    if doc is None or not doc.exists():
-        return None
-    m = re.search(re.escape(FACTS_TAG) + r" (\{.*\}) -->", doc.read_text())
-    if not m:
-        return None
-    try:
-        facts: Json = json.loads(m.group(1))
-    except ValueError:
-        return None
-    return facts if facts.get("run_id") == run_id else None
-
-
 def render_quick(info: Json) -> str:
     r: Json = info["result"]
     lines = [
@@ -926,19 +492,47 @@ HEADER = """\
 
 Written by `make bench` (`bench/run.py`, see `bench/README.md`) with the shared harness
 `../shared/bench` (Hubbub vs Nchan, the C reference inside nginx). Each section below is
-rewritten by its own mode (`make bench`, `make bench ARGS=--quick`); the rest is kept.
+rewritten by its own part of the run and kept otherwise, so parts can be re-run alone
+(`make bench ARGS="--scenarios sends"`):
 
-Conditions: a small VM (2 cores) where the server, the load tools (`sseload`, `ssepub`) and
-whatever else runs on the box compete for the CPU; each section records the load average and
-how busy the box was just before it ran, and the tables the whole box's busy % per window.
-So compare **CPU-µs per delivered event** and the **×Nchan ratios** first (they do not depend
-on who got the other core), latency second, absolute rates last; expect ±15–30 % run to run.
-Keep runs short on a shared box: the full default run (four scenarios × two targets) keeps
-both cores busy for about 10 minutes; `--quick` for about 15 seconds.
+- **Hubbub vs Nchan**: bench.py's `fanout1k`, `rooms`, `idle`, `saturation` (CPU-µs per
+  delivered SSE event and ×Nchan, latency, KiB per idle stream, max sustained deliveries/s).
+- **Latency vs offered load**: a chart of the saturation ladder, p99 per step, Hubbub beside
+  Nchan (`performance-latency.png`), drawn from the same run.
+- **Durable sends** (`sends`): stored sends/s with 16 and 64 closed-loop publishers over 1,000
+  rooms on SQLite and PostgreSQL, and CPU-µs per stored send at 1,000 sends/s beside Nchan's
+  CPU per publish.
+- **Connect** (`connect`): seconds until 19,000 SSE streams (1,900 rooms × 10) are
+  established, in trust mode (new users), jwt mode (Bearer tokens) and on Nchan.
+- **WebSocket fan-out** (`wsfanout`): 1 room × 1,000 `/chat/ws` subscribers at 100 msg/s, CPU-µs
+  per delivered event and p50/p99 latency.
+- **Quick figure** (`make bench ARGS=--quick`): Hubbub alone, 100 SSE subscribers, max rate.
+
+`make bench` (every scenario, ~15 min) also records `bench/baseline.json`, the ratio the CI
+regression gate (`make bench ARGS=--gate`, run by `.ci/run`) compares against.
+
+Conditions: a small VM (2 cores) where the server, the load tools (`sseload`, `ssepub`, the
+Python stream and WebSocket clients) and whatever else runs on the box compete for the CPU;
+each section records the load average and how busy the box was. So compare **CPU-µs per
+delivered event** and the **×Nchan ratios** first (they do not depend on who got the other
+core), latency second, absolute rates last; expect ±15–30 % run to run.
 
 Goals: CPU per delivered event ≤ 1.0× Nchan in `fanout1k` and ≤ 1.5× in `rooms`,
 ≤ 10 KiB per idle stream, ≥ 500,000 deliveries/s sustained in `saturation`.
 """
+
+# Marker key -> placeholder of a section not measured yet, in document order.
+SECTIONS = {
+    "full": "## Hubbub vs Nchan (bench.py)\n\nNot run yet: `make bench`.",
+    "chart": "## Latency vs offered load\n\nNot run yet: `make bench` (needs `saturation`).",
+    "sends": '## Durable sends\n\nNot run yet: `make bench ARGS="--scenarios sends"`.',
+    "connect": '## Connect\n\nNot run yet: `make bench ARGS="--scenarios connect"`.',
+    "wsfanout": '## WebSocket fan-out\n\nNot run yet: `make bench ARGS="--scenarios wsfanout"`.',
+    "quick": "## Quick figure\n\nNot run yet: `make bench ARGS=--quick`.",
+}
+HARNESS_SCENARIOS = ("fanout1k", "fanout5k", "rooms", "idle", "saturation")
+OWN_SCENARIOS = ("sends", "connect", "wsfanout")
+DEFAULT_SCENARIOS = "fanout1k,rooms,idle,saturation,sends,connect,wsfanout"
 
 
 def section(text: str, begin: str, end: str) -> str | None:
@@ -946,27 +540,27 @@ def section(text: str, begin: str, end: str) -> str | None:
     return m.group(0) if m else None
 
 
-def write_doc(path: Path, full: str | None, quick_part: str | None) -> None:
-    """Rewrite this mode's section in place; the header is refreshed, every other section (the
-    change-log and soak figures of their own tools) is kept as it is."""
+def write_doc(path: Path, parts: dict[str, str]) -> None:
+    """Rewrite the given sections (key -> text with its markers) in place; the header is
+    refreshed, every other section (the change-log and soak figures of their own tools, the
+    parts not run this time) is kept as it is."""
     old = path.read_text() if path.exists() else ""
     sections = old[old.index("<!-- ") :] if "<!-- " in old else ""
-    defaults = (
-        (FULL_BEGIN, FULL_END, full, "## Hubbub vs Nchan (bench.py)\n\nNot run yet: `make bench`."),
-        (
-            QUICK_BEGIN,
-            QUICK_END,
-            quick_part,
-            "## Quick figure\n\nNot run yet: `make bench ARGS=--quick`.",
-        ),
-    )
-    for begin, end, new, placeholder in defaults:
+    after = None  # the end marker of the section before, to insert a new one behind
+    for key, placeholder in SECTIONS.items():
+        begin, end = f"<!-- run.py:{key} -->", f"<!-- /run.py:{key} -->"
         found = section(sections, begin, end)
+        new = parts.get(key)
         if found is None:
-            body = new or "\n".join((begin, placeholder, end))
-            sections = f"{sections.rstrip()}\n\n{body}"
+            body = (new or "\n".join((begin, placeholder, end))).rstrip("\n")
+            if after is not None and after in sections:
+                at = sections.index(after) + len(after)
+                sections = f"{sections[:at]}\n\n{body}{sections[at:]}"
+            else:
+                sections = f"{sections.rstrip()}\n\n{body}"
         elif new is not None:
             sections = sections.replace(found, new.rstrip("\n"))
+        after = end
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"{HEADER.rstrip()}\n\n{sections.strip()}\n")
     log(f"wrote {path}")
@@ -988,14 +582,15 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     ap.add_argument("--targets", default="nchan,hubbub", help="bench.py targets [nchan,hubbub]")
     ap.add_argument(
         "--scenarios",
-        default="fanout1k,rooms,idle,saturation",
-        help="bench.py scenarios [fanout1k,rooms,idle,saturation]",
+        default=DEFAULT_SCENARIOS,
+        help=f"bench.py's {','.join(HARNESS_SCENARIOS)} and this tool's "
+        f"{','.join(OWN_SCENARIOS)} [{DEFAULT_SCENARIOS}]",
     )
     ap.add_argument(
         "--duration",
         type=float,
         default=None,
-        help="seconds of publishing per load scenario [20; --quick: 10]",
+        help="seconds of publishing per load scenario [20; --quick, sends, wsfanout: 10]",
     )
     ap.add_argument("--tag", default="hubbub", help="bench.py run-id label [hubbub]")
     ap.add_argument("--install", action="store_true", help="apt-get install Nchan if missing")
@@ -1009,16 +604,122 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         "--from-json", metavar="RESULT", type=Path, help="render an earlier bench.py result"
     )
     ap.add_argument("--note", help="a remark printed with the section (e.g. other load)")
-    ap.add_argument("--keep", action="store_true", help="--quick: keep the server log and data")
+    ap.add_argument("--keep", action="store_true", help="keep server logs and data dirs")
     ap.add_argument("--subscribers", type=int, default=100, help="--quick: subscribers [100]")
     ap.add_argument("--pub-conns", type=int, default=16, help="--quick: POST connections [16]")
+    g = ap.add_argument_group("sends")
+    g.add_argument("--databases", default="sqlite,postgresql", help="[sqlite,postgresql]")
+    g.add_argument(
+        "--pg-url",
+        default="postgresql://postgres@127.0.0.1:5432",
+        help="server for the fresh databases, without a database name [%(default)s]",
+    )
+    g.add_argument("--sends-conns", default="16,64", help="closed-loop publishers [16,64]")
+    g.add_argument("--sends-rooms", type=int, default=1000, help="rooms [1000]")
+    g.add_argument("--sends-rate", type=float, default=1000, help="fixed rate for CPU [1000]")
+    g = ap.add_argument_group("connect")
+    g.add_argument("--connect-streams", type=int, default=19000, help="streams [19000]")
+    g.add_argument("--connect-rooms", type=int, default=1900, help="rooms [1900]")
+    g.add_argument("--jwt-per-user", type=int, default=100, help="jwt: streams per user [100]")
+    g = ap.add_argument_group("wsfanout")
+    g.add_argument("--ws-subs", type=int, default=1000, help="WebSocket subscribers [1000]")
+    g.add_argument("--ws-rate", type=float, default=100, help="msg/s [100]")
+    g.add_argument("--ws-procs", type=int, default=2, help="client processes [2]")
+    g = ap.add_argument_group("gate (CI)")
+    g.add_argument("--gate", action="store_true", help="the CPU-ratio regression gate only")
+    g.add_argument("--update-baseline", action="store_true", help="--gate: record the ratio")
+    g.add_argument("--gate-subs", type=int, default=100, help="subscribers [100]")
+    g.add_argument("--gate-rate", type=float, default=200, help="msg/s [200]")
+    g.add_argument("--gate-duration", type=float, default=5, help="seconds per measurement [5]")
+    g.add_argument("--gate-repeats", type=int, default=3, help="measurements, best kept [3]")
+    g.add_argument("--tolerance", type=float, default=0.30, help="allowed regression [0.30]")
     return ap.parse_args(argv), extra
+
+
+def own_facts(args: argparse.Namespace) -> Json:
+    m = machine()
+    return {
+        "date": now_utc(),
+        "machine_line": machine_line(m),
+        "git": git_state(),
+        "command": this_command(),
+        "note": args.note,
+    }
+
+
+def run_gate(args: argparse.Namespace, harness: Path) -> int:
+    ensure_nchan(args.install)
+    build_harness(harness)
+    t0 = time.monotonic()
+    result = gate.measure(
+        harness,
+        subs=args.gate_subs,
+        rate=args.gate_rate,
+        duration=args.gate_duration,
+        repeats=args.gate_repeats,
+        keep=args.keep,
+    )
+    if args.update_baseline:
+        if result["ratio"] is None:
+            raise BenchError(f"no valid measurement to record: {result['problems']}")
+        gate.save_baseline(result, git_state())
+        return 0
+    passed, why = gate.verdict(result, gate.load_baseline(), args.tolerance)
+    took = time.monotonic() - t0
+    print(f"bench gate: {'PASS' if passed else 'FAIL'}: {why} ({took:.0f} s)")
+    for p in result["problems"]:
+        print(f"bench gate: note: {p}")
+    return 0 if passed else 1
+
+
+def run_own(args: argparse.Namespace, harness: Path, own: list[str], nchan: bool) -> dict[str, str]:
+    """This tool's scenarios; their rendered sections."""
+    build_harness(harness)
+    parts: dict[str, str] = {}
+    duration = args.duration or 10.0
+    if "sends" in own:
+        res = sends.run(
+            harness,
+            databases=[d.strip() for d in args.databases.split(",") if d.strip()],
+            pg_base=args.pg_url,
+            conns_list=[int(c) for c in args.sends_conns.split(",") if c.strip()],
+            rooms=args.sends_rooms,
+            fixed_rate=args.sends_rate,
+            fixed_conns=16,
+            duration=duration,
+            nchan=nchan,
+            keep=args.keep,
+        )
+        parts["sends"] = sends.render(res, own_facts(args))
+    if "connect" in own:
+        res = connect.run(
+            harness,
+            conns=args.connect_streams,
+            rooms=args.connect_rooms,
+            per_user=args.jwt_per_user,
+            nchan=nchan,
+            keep=args.keep,
+        )
+        parts["connect"] = connect.render(res, own_facts(args))
+    if "wsfanout" in own:
+        res = wsfanout.run(
+            harness,
+            subs=args.ws_subs,
+            rate=args.ws_rate,
+            duration=duration,
+            procs=args.ws_procs,
+            keep=args.keep,
+        )
+        parts["wsfanout"] = wsfanout.render(res, own_facts(args))
+    return parts
 
 
 def main(argv: list[str] | None = None) -> int:
     args, extra = parse(sys.argv[1:] if argv is None else argv)
     harness: Path = args.harness.resolve()
     try:
+        if args.gate:
+            return run_gate(args, harness)
         if args.quick:
             info = quick(
                 harness,
@@ -1032,40 +733,43 @@ def main(argv: list[str] | None = None) -> int:
             text = render_quick(info)
             print(text)
             if args.write:
-                write_doc(args.write, None, text)
+                write_doc(args.write, {"quick": text})
             return 0
         targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-        if args.from_json:
-            raw = args.from_json.resolve()
-            with open(raw) as f:
-                run_id = json.load(f)["id"]
-            facts: Json = saved_facts(args.write, run_id) or {
-                "command": f"{this_command()} (re-rendered; the run's own command line is unknown)"
-            }
-        else:
-            if NCHAN_TARGETS & set(targets):
-                ensure_nchan(args.install)
-            raw, facts = run_harness(
-                harness, targets, args.scenarios, args.duration or 20.0, args.tag, extra
-            )
-        with open(raw) as f:
-            run: Json = json.load(f)
-        if "machine" not in facts:
-            bm = run.get("machine", {})
-            facts["machine"] = {
-                "nproc": bm.get("cpus"),
-                "cpu_model": bm.get("cpu_model"),
-                "mem_gib": bm.get("mem_gib"),
-                "kernel": bm.get("kernel"),
-                "python": bm.get("python"),
-                "loadavg": ["?"],
-            }
-        if args.note is not None:
-            facts["note"] = args.note
-        text = render_full(run, raw, facts)
-        print(text)
+        scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+        unknown = set(scenarios) - set(HARNESS_SCENARIOS) - set(OWN_SCENARIOS)
+        if unknown:
+            raise BenchError(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+        harness_scen = [s for s in scenarios if s in HARNESS_SCENARIOS]
+        own = [s for s in scenarios if s in OWN_SCENARIOS]
+        nchan = bool(NCHAN_TARGETS & set(targets))
+        if nchan and not args.from_json:
+            ensure_nchan(args.install)
+        parts: dict[str, str] = {}
+        if args.from_json or harness_scen:
+            parts.update(full_mode(args, harness, targets, harness_scen, extra))
+        if own and not args.from_json:
+            parts.update(run_own(args, harness, own, nchan))
+        for text in parts.values():
+            print(text)
         if args.write:
-            write_doc(args.write, text, None)
+            write_doc(args.write, parts)
+        if (
+            nchan
+            and args.write
+            and not args.from_json
+            and set(scenarios) >= set(DEFAULT_SCENARIOS.split(","))
+        ):
+            # A whole run records the ratio the CI gate compares against.
+            result = gate.measure(
+                harness,
+                subs=args.gate_subs,
+                rate=args.gate_rate,
+                duration=args.gate_duration,
+                repeats=args.gate_repeats,
+            )
+            if result["ratio"] is not None:
+                gate.save_baseline(result, git_state())
         return 0
     except BenchError as exc:
         print(f"bench/run.py: {exc}", file=sys.stderr)
@@ -1076,6 +780,46 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+
+
+def full_mode(
+    args: argparse.Namespace,
+    harness: Path,
+    targets: list[str],
+    scenarios: list[str],
+    extra: list[str],
+) -> dict[str, str]:
+    """bench.py's scenarios (or an earlier result): the "full" section, and the chart."""
+    if args.from_json:
+        raw = args.from_json.resolve()
+        with open(raw) as f:
+            run_id = json.load(f)["id"]
+        facts: Json = saved_facts(args.write, run_id) or {
+            "command": f"{this_command()} (re-rendered; the run's own command line is unknown)"
+        }
+    else:
+        raw, facts = run_harness(
+            harness, targets, ",".join(scenarios), args.duration or 20.0, args.tag, extra
+        )
+    with open(raw) as f:
+        run: Json = json.load(f)
+    if "machine" not in facts:
+        bm = run.get("machine", {})
+        facts["machine"] = {
+            "nproc": bm.get("cpus"),
+            "cpu_model": bm.get("cpu_model"),
+            "mem_gib": bm.get("mem_gib"),
+            "kernel": bm.get("kernel"),
+            "python": bm.get("python"),
+            "loadavg": ["?"],
+        }
+    if args.note is not None:
+        facts["note"] = args.note
+    parts = {"full": render_full(run, raw, facts)}
+    png = (args.write or CHECKOUT / "docs" / "performance.md").parent / "performance-latency.png"
+    if "saturation" in run.get("scenarios", []) and (args.write is None or chart.draw(run, png)):
+        parts["chart"] = chart.render(run, png)
+    return parts
 
 
 if __name__ == "__main__":
