@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)
 ARGS ?=
 
-.PHONY: install serve test lint typecheck unit integration bench bench-changelog soak clean lock system-deps \
+.PHONY: install serve test lint typecheck unit integration bench bench-gate bench-deps bench-changelog soak clean \
+	lock system-deps \
 	browser-deps seed-pages browser screenshots fuzz chaos
 
 $(BIN)/python:
@@ -82,8 +83,21 @@ fuzz: install  ## schemathesis over /openapi.json (both auth modes) + the decode
 		HUBBUB_FUZZ_COMMAND="make fuzz FUZZ_EXAMPLES=$(FUZZ_EXAMPLES)" \
 		$(BIN)/pytest tests/fuzz tests/unit/test_decoders.py -q -p no:cacheprovider $(ARGS)
 
-bench: install  ## measure; results go to docs/performance.md (ARGS=--quick: Hubbub alone)
+# Nchan (nginx + its nchan module, Debian packages) is what `make bench` and the gate measure
+# Hubbub against; the harness runs its own nginx, never the system service. Installed only
+# when missing.
+bench-deps:
+	@[ -x /usr/sbin/nginx ] && [ -f /usr/lib/nginx/modules/ngx_nchan_module.so ] || \
+		($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+			nginx-light libnginx-mod-nchan)
+
+bench: install bench-deps  ## measure (~15 min); results to docs/performance.md, bench/baseline.json (ARGS=--quick: Hubbub alone)
 	$(BIN)/python bench/run.py --write docs/performance.md $(ARGS)
+
+# CI's performance regression gate (.ci/run): Hubbub's CPU per delivered event / Nchan's in a
+# short fan-out, best of 3, against bench/baseline.json; fails past +30 %. About a minute.
+bench-gate: install bench-deps  ## the CPU-ratio regression gate against bench/baseline.json
+	$(BIN)/python bench/run.py --gate $(ARGS)
 
 bench-changelog: install  ## the change log: storage per change, catch-up time for 10,000 missed changes
 	$(BIN)/python bench/changelog.py --write docs/performance.md $(ARGS)

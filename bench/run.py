@@ -1,21 +1,29 @@
 #!/usr/bin/env python3
-"""Hubbub's benchmark entry point (``make bench``); python3 stdlib only.
+"""Hubbub's benchmark entry point (``make bench``); python3 stdlib (the chart: matplotlib).
 
-Two modes:
+Three modes:
 
 * full (default): run the shared harness ``<checkout>/../shared/bench/bench.py`` against Hubbub
-  and Nchan, read the raw JSON it writes (``<harness>/results/<run-id>.json``) and render the
-  comparison, with the project's goals, into ``docs/performance.md`` (``--write``).
+  and Nchan for its scenarios (fanout1k, rooms, idle, saturation), read the raw JSON it writes
+  (``<harness>/results/<run-id>.json``) and render the comparison, with the project's goals, and
+  the p99-vs-load chart, into ``docs/performance.md`` (``--write``); then this tool's own
+  scenarios (``bench/scenarios/``): ``sends`` (durable sends/s, CPU per stored send, SQLite and
+  PostgreSQL), ``connect`` (time to open 19,000 streams, trust and jwt) and ``wsfanout``
+  (WebSocket fan-out). A whole run also records ``bench/baseline.json`` for the gate.
 * ``--quick``: no Nchan needed. Start Hubbub alone, 100 SSE subscribers in one room
   (``bin/sseload``), ``bin/ssepub`` at max rate with 16 connections for 10 s; report messages/s
   accepted, deliveries/s and latency (section "Quick figure").
+* ``--gate``: CI's regression gate (``bench/scenarios/gate.py``): exit 1 when Hubbub's CPU per
+  delivered event relative to Nchan's is > 30 % above ``bench/baseline.json``'s.
 
-Each mode rewrites only its own section of the document, so the two can be run separately.
+Each part rewrites only its own section of the document, so parts can be run separately.
 Arguments after a literal ``--`` are passed to bench.py unchanged (e.g. ``-- --idle-window 15``).
 
     python3 bench/run.py --quick --write docs/performance.md
     python3 bench/run.py --duration 10 --scenarios fanout1k,rooms,idle --write docs/performance.md
+    python3 bench/run.py --scenarios sends,connect,wsfanout --duration 5 --write docs/performance.md
     python3 bench/run.py --from-json ../shared/bench/results/<id>.json --write docs/performance.md
+    python3 bench/run.py --gate
 """
 
 from __future__ import annotations

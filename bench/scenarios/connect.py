@@ -2,8 +2,9 @@
 
 * trust: ``GET /chat/room/{room}/events?user_id=u{i}``, every stream a new user (the first
   connect of a user creates it, and the first stream into a room creates the room).
-* jwt: users registered and signed in beforehand (``POST /auth/register`` + ``/auth/login``,
-  not timed in the figure but reported), stream ``i`` sends ``Authorization: Bearer`` of user
+* jwt: users registered and signed in, and the rooms created (public), beforehand
+  (``POST /auth/register`` + ``/auth/login``, ``POST /chat/rooms``; not timed in the figure
+  but reported), stream ``i`` sends ``Authorization: Bearer`` of user
   ``i // per_user`` (the per-user stream cap is 100, so 19,000 streams need 190 users).
 * nchan: ``GET /sub/{room}``.
 
@@ -65,6 +66,21 @@ def register_users(count: int) -> tuple[list[str], float]:
     return tokens, time.monotonic() - t0
 
 
+def create_rooms(token: str, rooms: int, prefix: str = "c") -> None:
+    """jwt mode has no first use by reading: the rooms are created (public) beforehand."""
+
+    def one(k: int) -> None:
+        body = {"name": f"{prefix}{k}", "visibility": "public", "id": f"{prefix}{k}"}
+        status, resp = request(
+            "POST", "/chat/rooms", body, headers={"Authorization": f"Bearer {token}"}
+        )
+        if status not in (201, 409):
+            raise BenchError(f"create room {prefix}{k}: {status} {resp}")
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, range(rooms)))
+
+
 def open_streams(server: Server, path: str, conns: int, rooms: int, extra: list[str]) -> Json:
     args = [
         sys.executable,
@@ -98,7 +114,10 @@ def run(
                 if mode == "jwt":
                     users = -(-conns // per_user)
                     log(f"connect / jwt: registering and signing in {users} users")
-                    tokens, took = register_users(users)
+                    t0 = time.monotonic()
+                    tokens, _ = register_users(users)
+                    create_rooms(tokens[0], rooms)
+                    took = time.monotonic() - t0
                     token_file = wd / "tokens.txt"
                     token_file.write_text("\n".join(tokens) + "\n")
                     opener_args = ["--tokens", str(token_file), "--per-token", str(per_user)]
@@ -160,7 +179,7 @@ def render(res: Json, facts: Json) -> str:
         lines += [
             "",
             f"jwt set-up: {jwt['users']} users registered and signed in (argon2id, 8 at a "
-            f"time) in {jwt['register_login_s']} s.",
+            f"time), {num(res['rooms'])} public rooms created, in {jwt['register_login_s']} s.",
         ]
     trust = results.get("trust")
     if trust:
