@@ -103,9 +103,10 @@ def run(
         cmd = hubbub_command(str(wd / "data"))
         with running(Server("hubbub", cmd, HUBBUB_PORT, wd)) as srv:
             log(f"wsfanout: {subs} WebSocket subscribers in {procs} processes")
-            clients = Clients(subs, procs, duration + drain + 0.5, wd)
+            clients = Clients(subs, procs, duration + drain + 1.5, wd)
             ready = clients.wait_ready()
             log(f"  {'; '.join(ready) or 'no READY line'}; publishing {rate:g} msg/s")
+            time.sleep(1)  # the joins' presence events drain before the window
             cpu0, busy0, t0 = srv.cpu_s(), box_busy(), time.monotonic()
             pub = ssepub(
                 harness,
