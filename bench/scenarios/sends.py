@@ -195,8 +195,11 @@ def render(res: Json, facts: Json) -> str:
     ]
     for db, rows in res["databases"].items():
         for r in rows:
+            offered = "max" if not r["rate"] else f"{num(r['rate'], 0)}/s"
+            if r["rate"] and (r["sends_per_s"] or 0) < 0.95 * r["rate"]:
+                offered += " (**not reached**)"
             lines.append(
-                f"| {db} | {r['conns']} | {'max' if not r['rate'] else num(r['rate'], 0) + '/s'} "
+                f"| {db} | {r['conns']} | {offered} "
                 f"| {num(r['sends_per_s'])} | {num(r['post_p50_ms'], 2)} / "
                 f"{num(r['post_p99_ms'], 2)} | {r['errors']} | {num(r['server_cpu_pct'])} "
                 f"| {num(r['cpu_us_per_send'])} | {times(r['cpu_us_per_send'], ref)} "
