@@ -639,7 +639,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     g.add_argument("--gate-subs", type=int, default=100, help="subscribers [100]")
     g.add_argument("--gate-rate", type=float, default=200, help="msg/s [200]")
     g.add_argument("--gate-duration", type=float, default=5, help="seconds per measurement [5]")
-    g.add_argument("--gate-repeats", type=int, default=3, help="measurements, best kept [3]")
+    g.add_argument("--gate-repeats", type=int, default=3, help="measurements, lowest kept [3]")
     g.add_argument("--tolerance", type=float, default=0.30, help="allowed regression [0.30]")
     return ap.parse_args(argv), extra
 

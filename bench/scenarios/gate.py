@@ -2,8 +2,8 @@
 
 Both servers are started once; then ``repeats`` times a short fan-out (1 room x ``subs`` SSE
 subscribers, ``rate`` msg/s for ``duration`` s) against Hubbub and then Nchan. The ratio of each
-repeat is Hubbub's CPU-µs per delivered event / Nchan's; the gate keeps the **best** (lowest)
-ratio, since noise on a shared box only ever makes a figure worse. It fails when that ratio is
+server's figure is its lowest CPU-µs per delivered event over the repeats (noise on a shared box
+only ever adds CPU), and the ratio is Hubbub's / Nchan's. It fails when that ratio is
 more than ``tolerance`` above the one recorded in ``bench/baseline.json`` (written by
 ``make bench`` with Nchan among the targets, or ``bench/run.py --gate --update-baseline``).
 """
@@ -68,13 +68,16 @@ def measure(
                 )
                 reps.append(rep)
     valid = [r for r in reps if r["ratio"] and not problems(r)]
-    best = min(valid, key=lambda r: r["ratio"]) if valid else None
+    # Noise on a shared box only ever adds CPU per event: each server's lowest figure over the
+    # repeats is its best estimate, and their ratio is steadier than the best single pair.
+    hub = min((r["hubbub"]["cpu_us_per_event"] for r in valid), default=None)
+    nch = min((r["nchan"]["cpu_us_per_event"] for r in valid), default=None)
     return {
         "shape": {"subs": subs, "rate": rate, "duration": duration, "repeats": repeats},
         "repeats": reps,
-        "ratio": best["ratio"] if best else None,
-        "hubbub_cpu_us_per_event": best["hubbub"]["cpu_us_per_event"] if best else None,
-        "nchan_cpu_us_per_event": best["nchan"]["cpu_us_per_event"] if best else None,
+        "ratio": round(hub / nch, 3) if hub and nch else None,
+        "hubbub_cpu_us_per_event": hub,
+        "nchan_cpu_us_per_event": nch,
         "problems": sorted({p for r in reps for p in problems(r)}),
     }
 
@@ -101,8 +104,8 @@ def load_baseline(path: Path = BASELINE) -> Json | None:
 
 def save_baseline(result: Json, git: str, path: Path = BASELINE) -> None:
     data = {
-        "what": "best-of-N ratio Hubbub/Nchan of server CPU-µs per delivered event, short "
-        "fan-out; compared against by `bench/run.py --gate` (make bench ARGS=--gate)",
+        "what": "Hubbub/Nchan ratio of server CPU-µs per delivered event (each the lowest of "
+        "N repeats), short fan-out; compared against by `bench/run.py --gate` (make bench-gate)",
         "ratio": result["ratio"],
         "hubbub_cpu_us_per_event": result["hubbub_cpu_us_per_event"],
         "nchan_cpu_us_per_event": result["nchan_cpu_us_per_event"],
@@ -124,7 +127,7 @@ def verdict(result: Json, baseline: Json | None, tolerance: float) -> tuple[bool
     limit = float(baseline["ratio"]) * (1 + tolerance)
     change = 100 * (ratio / float(baseline["ratio"]) - 1)
     line = (
-        f"ratio {ratio:.2f}× Nchan (best of {result['shape']['repeats']}; Hubbub "
+        f"ratio {ratio:.2f}× Nchan (lowest of {result['shape']['repeats']} each: Hubbub "
         f"{result['hubbub_cpu_us_per_event']} vs Nchan {result['nchan_cpu_us_per_event']} "
         f"CPU-µs/event) vs baseline {float(baseline['ratio']):.2f}× ({baseline.get('measured')})"
         f": {change:+.0f} %, limit {limit:.2f}× (+{100 * tolerance:.0f} %)"
