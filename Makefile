@@ -91,7 +91,7 @@ bench-deps:
 		($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
 			nginx-light libnginx-mod-nchan)
 
-bench: install bench-deps  ## measure (~15 min); results to docs/performance.md, bench/baseline.json (ARGS=--quick: Hubbub alone)
+bench: install bench-deps  ## measure (~20 min); results to docs/performance.md, bench/baseline.json (ARGS=--quick: Hubbub alone)
 	$(BIN)/python bench/run.py --write docs/performance.md $(ARGS)
 
 # CI's performance regression gate (.ci/run): Hubbub's CPU per delivered event / Nchan's in a

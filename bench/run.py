@@ -516,7 +516,7 @@ rewritten by its own part of the run and kept otherwise, so parts can be re-run 
   per delivered event and p50/p99 latency.
 - **Quick figure** (`make bench ARGS=--quick`): Hubbub alone, 100 SSE subscribers, max rate.
 
-`make bench` (every scenario, ~15 min) also records `bench/baseline.json`, the ratio the CI
+`make bench` (every scenario, ~20 min) also records `bench/baseline.json`, the ratio the CI
 regression gate (`make bench ARGS=--gate`, run by `.ci/run`) compares against.
 
 Conditions: a small VM (2 cores) where the server, the load tools (`sseload`, `ssepub`, the
