@@ -47,6 +47,21 @@ def cpu_s(pid: int) -> float:
     return sum(int(x) for x in fields[11:13]) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds per thread: the main thread as "main", the others by thread id."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = "main" if task.name == str(pid) else task.name
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[name] = out.get(name, 0.0) + sum(int(x) for x in fields[11:13]) / os.sysconf(
+            "SC_CLK_TCK"
+        )
+    return out
+
+
 def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -139,10 +154,12 @@ def one_run(args: argparse.Namespace, n: int) -> dict[str, Any]:
                 stderr=subprocess.DEVNULL,
             )
         c0 = cpu_s(proc.pid)
+        t0s = thread_cpu_s(proc.pid)
         t0 = time.monotonic()
         r = subprocess.run(pub, capture_output=True, text=True, check=False)
         wall = time.monotonic() - t0
         cpu = cpu_s(proc.pid) - c0
+        t1s = thread_cpu_s(proc.pid)
         if spy is not None:
             spy.wait(timeout=60)
         stored = (stored_pg(args.database) if args.database else stored_sqlite(data)) - (
@@ -161,6 +178,11 @@ def one_run(args: argparse.Namespace, n: int) -> dict[str, Any]:
             "cpu_s": round(cpu, 3),
             "cpu_us_per_send": round(cpu * 1e6 / stored, 1) if stored else None,
             "cpu_pct": round(100 * cpu / wall, 1),
+            "threads_us_per_send": {
+                k: round((v - t0s.get(k, 0.0)) * 1e6 / stored, 1)
+                for k, v in t1s.items()
+                if stored and v - t0s.get(k, 0.0) > 0.05
+            },
         }
     finally:
         proc.terminate()
