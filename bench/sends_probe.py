@@ -91,13 +91,18 @@ def stored_pg(url: str) -> int:
     return int(out.stdout.strip())
 
 
+PROBE_DB = "hubbub_sends_probe"
+
+
+def probe_db_url(url: str) -> str:
+    """The probe's own database on the server ``url`` names (never the one it names)."""
+    return url.rsplit("/", 1)[0] + "/" + PROBE_DB
+
+
 def reset_pg(url: str) -> None:
     dsn = url.replace("postgresql+asyncpg://", "postgresql://")
-    subprocess.run(
-        ["psql", dsn, "-qc", "DROP SCHEMA public CASCADE; CREATE SCHEMA public;"],
-        capture_output=True,
-        check=True,
-    )
+    for sql in (f"DROP DATABASE IF EXISTS {PROBE_DB} WITH (FORCE)", f"CREATE DATABASE {PROBE_DB}"):
+        subprocess.run(["psql", dsn, "-qc", sql], capture_output=True, check=True)
 
 
 def one_run(args: argparse.Namespace, n: int) -> dict[str, Any]:
@@ -113,9 +118,10 @@ def one_run(args: argparse.Namespace, n: int) -> dict[str, Any]:
         *args.serve_arg,
     ]
     env = dict(os.environ)
+    database = probe_db_url(args.database) if args.database else None
     if args.database:
         reset_pg(args.database)
-        env["HUBBUB_DATABASE"] = args.database
+        env["HUBBUB_DATABASE"] = database
     log = open(work / "server.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     spy: subprocess.Popen[bytes] | None = None
@@ -132,7 +138,7 @@ def one_run(args: argparse.Namespace, n: int) -> dict[str, Any]:
             warm = list(pub)
             warm[warm.index("-d") + 1] = str(args.warmup)
             subprocess.run(warm, capture_output=True, check=False)
-        before_stored = stored_pg(args.database) if args.database else stored_sqlite(data)
+        before_stored = stored_pg(database) if database else stored_sqlite(data)
         if args.py_spy and n == 0:
             spy = subprocess.Popen(
                 [
@@ -162,9 +168,7 @@ def one_run(args: argparse.Namespace, n: int) -> dict[str, Any]:
         t1s = thread_cpu_s(proc.pid)
         if spy is not None:
             spy.wait(timeout=60)
-        stored = (stored_pg(args.database) if args.database else stored_sqlite(data)) - (
-            before_stored
-        )
+        stored = (stored_pg(database) if database else stored_sqlite(data)) - (before_stored)
         try:
             res = json.loads(r.stdout)
         except ValueError:
@@ -205,7 +209,11 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=10)
     p.add_argument("--warmup", type=float, default=0, help="seconds of sending first, unmeasured")
     p.add_argument("--repeat", type=int, default=1)
-    p.add_argument("--database", help="a PostgreSQL URL (default: SQLite in the data dir)")
+    p.add_argument(
+        "--database",
+        help="a PostgreSQL server URL; the probe uses its own database there, "
+        f"{PROBE_DB} (default: SQLite in the data dir)",
+    )
     p.add_argument("--serve-arg", action="append", default=[], help="one more serve argument")
     p.add_argument("--py-spy", help="profile the first run into this file (.svg or .txt)")
     p.add_argument("--threads", action="store_true", help="py-spy: per thread")
