@@ -3,98 +3,76 @@
 ``store/roles.py``.
 
 Why a module of its own: this is the hot path. Each statement here is one round trip for the
-whole batch, whatever its size; one more is a measurable cost on every commit.
+whole batch, whatever its size; one more is a measurable cost on every commit. The statements
+themselves are in ``batch.py`` (plain SQL on the ``sqlite3`` driver; SQLAlchemy on PostgreSQL).
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 import msgspec
-import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from hubbub.changes import Change, Pending
 from hubbub.encoding import line_safe_json
 from hubbub.models import Message, is_personal, utc_now
 from hubbub.store.base import AppendOutcome, AppendRequest, AppendResult
-from hubbub.store.changelog import insert_changes, take_positions
-from hubbub.store.schema import members, messages, rooms
+from hubbub.store.sql.batch import BatchSql, SaBatch, SqliteBatch
 from hubbub.store.sql.engine import Database, new_id
-from hubbub.store.sql.rows import (
-    READ_UP_TO,
-    SET_HEAD,
-    ensure_users,
-    entered,
-    message_of,
-    message_row,
-    room_of,
-)
+from hubbub.store.sql.rows import entered, room_of
+
+_json_encode = msgspec.json.Encoder().encode
 
 
-def append(
-    db: Database, conn: Connection, items: Sequence[AppendRequest], known: set[str]
+async def append_batch(
+    db: Database, items: Sequence[AppendRequest], known: set[str]
 ) -> list[AppendResult]:
+    """One write transaction for the batch: on SQLite straight on the driver, in the writer
+    thread; on PostgreSQL through SQLAlchemy."""
+    if db.dialect == "sqlite":
+
+        def on_driver(raw: sqlite3.Connection) -> list[AppendResult]:
+            return append(SqliteBatch(raw), items, known)
+
+        return await db.write_driver(on_driver)
+
+    def on_engine(conn: Connection) -> list[AppendResult]:
+        return append(SaBatch(db, conn), items, known)
+
+    return await db.write(on_engine)
+
+
+def append(sql: BatchSql, items: Sequence[AppendRequest], known: set[str]) -> list[AppendResult]:
     """The whole batch in the caller's transaction: one round trip per kind of statement,
     whatever the batch size. ``known``: trust-mode users known to exist (not inserted again)."""
     now = utc_now()
     new_users = sorted({it.message.user_id for it in items if it.create_user} - known)
     if new_users:
-        ensure_users(db, conn, new_users)  # remembered once committed: users stay
+        sql.ensure_users(new_users, now)  # remembered once committed: users stay
     room_ids = sorted({it.message.room_id for it in items})
-    locked: dict[str, Any] = {}
-    state = lock_rooms(db, conn, room_ids, locked)
+    locked = {r.id: r for r in sql.lock_rooms(room_ids)}
     creators: dict[str, str] = {}
     for it in items:
         rid = it.message.room_id
-        if rid not in state and it.create_room:
+        if rid not in locked and it.create_room:
             creators.setdefault(rid, it.message.user_id)
     created_rooms: set[str] = set()
     if creators:
-        conn.execute(
-            db.insert_ignore(rooms),
-            [
-                {
-                    "id": rid,
-                    "name": rid,
-                    "visibility": "public",
-                    "created_by": user,
-                    "created_at": now,
-                }
-                for rid, user in creators.items()
-            ],
-        )
-        fresh = lock_rooms(db, conn, sorted(creators), locked)
-        created_rooms = {rid for rid, (_, _, rev) in fresh.items() if rev == 0}
+        sql.create_rooms(list(creators.items()), now)
+        fresh = {r.id: r for r in sql.lock_rooms(sorted(creators))}
+        created_rooms = {rid for rid, r in fresh.items() if r.last_rev == 0}
         if created_rooms:
-            conn.execute(
-                db.insert_ignore(members),
-                [
-                    {"room_id": r, "user_id": creators[r], "role": "admin", "joined_at": now}
-                    for r in sorted(created_rooms)
-                ],
-            )
-        state.update(fresh)
-    user_ids = {it.message.user_id for it in items}
-    membership = {
-        (r.room_id, r.user_id)
-        for r in (
-            conn.execute(
-                sa.select(members.c.room_id, members.c.user_id).where(
-                    members.c.room_id.in_(room_ids), members.c.user_id.in_(user_ids)
-                )
-            )
-        ).all()
-    }
+            sql.add_members([(r, creators[r], "admin") for r in sorted(created_rooms)], now)
+        locked.update(fresh)
+    membership = sql.memberships(sorted({(it.message.room_id, it.message.user_id) for it in items}))
     cmids = [it.message.client_msg_id for it in items if it.message.client_msg_id]
-    stored: dict[tuple[str, str], Message] = {}
+    stored: dict[tuple[str, str | None], Message] = {}
     if cmids:
-        for row in (
-            conn.execute(sa.select(messages).where(messages.c.client_msg_id.in_(cmids)))
-        ).all():
-            stored[(row.user_id, row.client_msg_id)] = message_of(row)
+        stored = {(m.user_id, m.client_msg_id): m for m in sql.stored(cmids)}
 
     results: list[AppendResult | None] = [None] * len(items)
     accepted: dict[str, list[int]] = defaultdict(list)
@@ -103,13 +81,13 @@ def append(
     joins: dict[tuple[str, str], int] = {}
     for i, it in enumerate(items):
         m = it.message
-        room_state = state.get(m.room_id)
-        if room_state is None:
+        room = locked.get(m.room_id)
+        if room is None:
             results[i] = AppendResult(AppendOutcome.NO_ROOM)
             continue
         key_member = (m.room_id, m.user_id)
         if key_member not in membership:
-            if room_state[0] == "private":
+            if room.visibility == "private":
                 results[i] = AppendResult(AppendOutcome.HIDDEN)
                 continue
             if not it.join_public:
@@ -128,16 +106,12 @@ def append(
             first_in_batch[key] = i
         accepted[m.room_id].append(i)
     if joins:
-        conn.execute(
-            db.insert_ignore(members),
-            [{"room_id": r, "user_id": u, "role": "member", "joined_at": now} for r, u in joins],
-        )
+        sql.add_members([(r, u, "member") for r, u in joins], now)
 
     # The log, in publish order: each item's membership changes (trust mode's first use),
     # then its message. Positions and revs follow that order.
     logged: dict[int, list[Pending]] = defaultdict(list)
     if joins or created_rooms:
-        room_rows = {r: room_of(row) for r, row in locked.items()}
         entering = [(r, creators[r]) for r in sorted(created_rooms)] + list(joins)
         for r, u in entering:
             found = joins.get((r, u))
@@ -146,17 +120,16 @@ def append(
                 if found is not None
                 else next(j for j, it in enumerate(items) if it.message.room_id == r)
             )
-            logged[i] += entered(room_rows[r], u, items[i].message.username)
+            logged[i] += entered(room_of(locked[r]), u, items[i].message.username)
 
     built: dict[int, Message] = {}
-    rows: list[dict[str, Any]] = []
-    heads: list[dict[str, Any]] = []
+    seqs: dict[str, int] = {}
     for room_id, idxs in accepted.items():
-        seq = state[room_id][1]
+        seq = locked[room_id].last_seq
         for i in idxs:
             seq += 1
             m = items[i].message
-            msg = Message(
+            built[i] = Message(
                 id=new_id(),
                 room_id=room_id,
                 seq=seq,
@@ -169,17 +142,15 @@ def append(
                 client_msg_id=m.client_msg_id,
                 file=m.file,
             )
-            built[i] = msg
-        heads.append({"rid": room_id, "head": seq})
-    order = sorted(set(built) | set(logged))
+        seqs[room_id] = seq
     total = len(built) + sum(len(v) for v in logged.values())
     if total:
-        position = take_positions(conn, total)
-        revs = {r: v[2] for r, v in state.items()}
+        position = sql.take_positions(total)
+        revs = {r: row.last_rev for r, row in locked.items()}
         done: list[Change] = []
         item_changes: dict[int, tuple[Change, ...]] = {}
         item_rev: dict[int, tuple[int, int]] = {}
-        for i in order:
+        for i in sorted(set(built) | set(logged)):
             mine: list[Change] = []
             for p in logged.get(i, ()):
                 rev = None
@@ -196,8 +167,9 @@ def append(
                 revs[rid] += 1
                 item_rev[i] = (position, revs[rid])
                 position += 1
-        insert_changes(conn, now, done)
-        for i in order:
+        sql.insert_changes(now, done)
+        rows: list[tuple[Any, ...]] = []
+        for i in sorted(set(built) | set(logged)):
             if i in built:
                 msg = built[i]
                 pos, rev = item_rev[i]
@@ -212,39 +184,37 @@ def append(
                 )
             elif item_changes.get(i) and (earlier := results[i]) is not None:
                 results[i] = msgspec.structs.replace(earlier, changes=item_changes[i])
-        for head in heads:
-            head["rev"] = revs[head["rid"]]
-        touched = {c.room_id for c in done if c.rev is not None} - {h["rid"] for h in heads}
-        heads += [{"rid": r, "head": state[r][1], "rev": revs[r]} for r in sorted(touched)]
-        conn.execute(SET_HEAD, heads)
+        touched = {c.room_id for c in done if c.rev is not None} - set(seqs)
+        heads = [(r, s, revs[r]) for r, s in seqs.items()]
+        heads += [(r, locked[r].last_seq, revs[r]) for r in sorted(touched)]
+        sql.set_heads(heads)
         if rows:
-            conn.execute(messages.insert(), rows)
-            conn.execute(
-                READ_UP_TO,
-                [{"rid": m.room_id, "uid": m.user_id, "seq": m.seq} for m in built.values()],
-            )
+            sql.insert_messages(rows)
+            sql.read_up_to([(m.room_id, m.user_id, m.seq) for m in built.values()])
     for i, first in repeats:
         results[i] = repeat(built[first], items[i].message)
     return [r for r in results if r is not None]
 
 
-def lock_rooms(
-    db: Database,
-    conn: Connection,
-    room_ids: Sequence[str],
-    rows: dict[str, Any] | None = None,
-) -> dict[str, tuple[str, int, int]]:
-    """Visibility, ``last_seq`` and ``last_rev`` of the rooms, locked until commit: the
-    write transaction is ``BEGIN IMMEDIATE`` on SQLite (one writer at a time), ``FOR
-    UPDATE`` on PostgreSQL, so nobody else can take the same numbers between this read and
-    our update."""
-    query = sa.select(rooms).where(rooms.c.id.in_(room_ids))
-    if db.dialect == "postgresql":
-        query = query.with_for_update()
-    found = conn.execute(query).all()
-    if rows is not None:
-        rows.update((r.id, r) for r in found)  # the whole rows, for the log's room objects
-    return {r.id: (r.visibility, int(r.last_seq), int(r.last_rev)) for r in found}
+def message_row(msg: Message, position: int, rev: int) -> tuple[Any, ...]:
+    """In ``batch.MESSAGE_COLUMNS`` order."""
+    return (
+        position,
+        rev,
+        msg.id,
+        msg.room_id,
+        msg.seq,
+        msg.user_id,
+        msg.username,
+        msg.type,
+        msg.text,
+        msg.created_at,
+        None if msg.timestamp is None else _json_encode(msg.timestamp).decode(),
+        msg.client_msg_id,
+        None,
+        False,
+        None if msg.file is None else _json_encode(msg.file).decode(),
+    )
 
 
 def repeat(original: Message, new: Any) -> AppendResult:

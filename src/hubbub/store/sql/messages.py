@@ -16,8 +16,8 @@ from hubbub.models import Message, personal_channel, utc_now
 from hubbub.store.base import AppendOutcome, AppendRequest, AppendResult
 from hubbub.store.changelog import lock_room, record
 from hubbub.store.schema import changes, files, members, messages, reactions
-from hubbub.store.sql.append import append
-from hubbub.store.sql.engine import UNAVAILABLE, Database
+from hubbub.store.sql.append import append_batch
+from hubbub.store.sql.engine import INTEGRITY, UNAVAILABLE, Database
 from hubbub.store.sql.rows import READ_UP_TO, with_reactions
 
 log = logging.getLogger("hubbub.store")
@@ -33,7 +33,7 @@ class SqlMessages:
         being away (a constraint, a bad value, a trigger), the batch is redone item by item so
         the failure stays with the item that caused it (``REJECTED``); the others are stored."""
         try:
-            results = await self._db.write(lambda c: append(self._db, c, items, self._known_users))
+            results = await append_batch(self._db, items, self._known_users)
             self._remember_users(items)
             return results
         except UNAVAILABLE:
@@ -44,13 +44,11 @@ class SqlMessages:
                 for item in items:
                     out.extend(await self.append_batch([item]))
                 return out
-            if isinstance(exc, sa.exc.IntegrityError):
+            if isinstance(exc, INTEGRITY):
                 # Perhaps another node stored the same client_msg_id between our check and our
                 # insert: once more, and the re-check finds it.
                 try:
-                    return await self._db.write(
-                        lambda c: append(self._db, c, items, self._known_users)
-                    )
+                    return await append_batch(self._db, items, self._known_users)
                 except UNAVAILABLE:
                     raise
                 except Exception as again:
