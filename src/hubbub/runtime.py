@@ -11,6 +11,7 @@ from hubbub.auth.accounts import Accounts
 from hubbub.auth.identity import Authenticator
 from hubbub.auth.tokens import TokenSigner
 from hubbub.backend_url import namespace
+from hubbub.batch import TickBatch
 from hubbub.broker.base import open_broker
 from hubbub.chat.activity import Activity
 from hubbub.chat.files import FileRules
@@ -76,6 +77,8 @@ class Runtime:
         self.typing = open_typing(
             settings.broker, expiry=settings.typing_timeout, prefix=f"{ns}typing:"
         )
+        # Rooms first listened to at the same moment (a connect storm) read their heads at once.
+        self._heads: TickBatch[str, int] = TickBatch(self.store.log.heads)
         self.hub = Hub(
             self.broker,
             self._head,
@@ -157,7 +160,7 @@ class Runtime:
 
     async def _head(self, room_id: str) -> int:
         """The newest rev of a room's log (the hub's sequencer starts there)."""
-        return (await self.store.log.heads([room_id])).get(room_id, 0)
+        return await self._heads.get(room_id) or 0
 
     async def _gap(self, room_id: str, after: int, before: int) -> list[Event]:
         """A hole in a room's log, read back from the store (messages and changes)."""

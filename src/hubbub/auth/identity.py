@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from hubbub.auth.tokens import TokenSigner, token_hash
+from hubbub.batch import TickBatch
 from hubbub.errors import BadRequest, Forbidden, Unauthenticated
 from hubbub.store.base import SessionRecord, Store
 
@@ -85,6 +86,11 @@ class Authenticator:
         # trust mode: a claimed name -> (user id, username) of the row it stands for
         self._known_users: dict[str, tuple[str, str]] = {}
         self._unknown_users: dict[str, float] = {}
+        # A connect storm's lookups, one store round trip per batch (``hubbub.batch``).
+        lookups = store.lookups
+        self._session_reads: TickBatch[str, SessionRecord] = TickBatch(lookups.sessions)
+        self._username_reads: TickBatch[str, str] = TickBatch(lookups.usernames)
+        self._account_reads: TickBatch[str, tuple[str, str]] = TickBatch(lookups.accounts_named)
 
     def secure_cookie(self, request_is_https: bool) -> bool:
         return request_is_https if self._cookie_secure is None else self._cookie_secure
@@ -166,7 +172,7 @@ class Authenticator:
         if cached is not None and cached[0] > now:
             record = cached[1]
         else:
-            record = await self._store.accounts.session(session_id)
+            record = await self._session_reads.get(session_id)
             if len(self._sessions) > _CACHE_MAX:
                 self._sessions.clear()
             self._sessions[session_id] = (now + SESSION_CACHE_SECONDS, record)
@@ -194,12 +200,12 @@ class Authenticator:
     async def _username(self, user_id: str) -> str:
         name = self._usernames.get(user_id)
         if name is None:
-            user = await self._store.accounts.user_by_id(user_id)
-            if user is None:
+            name = await self._username_reads.get(user_id)
+            if name is None:
                 raise Unauthenticated("the user no longer exists", code="invalid_token")
             if len(self._usernames) > _CACHE_MAX:
                 self._usernames.clear()
-            name = self._usernames[user_id] = user.username
+            self._usernames[user_id] = name
         return name
 
     # trust -------------------------------------------------------------------------------
@@ -257,8 +263,4 @@ class Authenticator:
         return Identity(*found)
 
     async def _account(self, name: str) -> tuple[str, str] | None:
-        user = await self._store.accounts.user_by_id(name)
-        if user is None:
-            by_name = await self._store.accounts.user_by_name(name)
-            user = by_name[0] if by_name else None
-        return None if user is None else (user.id, user.username)
+        return await self._account_reads.get(name)

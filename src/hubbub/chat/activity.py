@@ -9,6 +9,7 @@ import logging
 from typing import Literal
 
 from hubbub.auth.identity import Identity
+from hubbub.batch import TickBatch
 from hubbub.chat.publish import Publisher
 from hubbub.chat.rooms import RoomRules
 from hubbub.encoding import Event
@@ -34,6 +35,8 @@ class Activity:
         self.rooms = rooms
         self.presence = presence
         self.typing = typing
+        # Presence changes of many users at once (a connect storm) read their rooms at once.
+        self._rooms_of: TickBatch[str, list[str]] = TickBatch(store.lookups.room_ids_of)
 
     async def start(self) -> None:
         await self.typing.start(self._typing_changed)
@@ -64,7 +67,7 @@ class Activity:
     async def _presence_changed(self, user_id: str, status: Status) -> None:
         """Tell every room the user is in (each room's listeners share the user's rooms)."""
         try:
-            room_ids = await self.store.rooms.room_ids_of(user_id)
+            room_ids = await self._rooms_of.get(user_id) or []
         except Exception as exc:
             log.warning("presence of %s not published: %s", user_id, exc)
             return

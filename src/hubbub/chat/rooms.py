@@ -7,9 +7,13 @@ non-members" holds everywhere by construction.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 
 from hubbub.auth.identity import Identity
+from hubbub.batch import TickBatch
+from hubbub.changes import Change
 from hubbub.chat.checks import check_room_id, check_room_name
 from hubbub.chat.publish import Publisher
 from hubbub.errors import Conflict, Forbidden, HubbubError, Invalid, NotFound
@@ -26,13 +30,21 @@ class RoomRules:
         self.publisher = publisher
         self.presence = presence
         self.trust = trust
+        # Connect storms: each stream's access check, and trust mode's first use, batched
+        # with the others of the moment (one read, one write transaction; ``hubbub.batch``).
+        self._access: TickBatch[tuple[str, str], tuple[Room, Role | None]] = TickBatch(
+            store.lookups.room_access
+        )
+        self._entrance: TickBatch[tuple[str, str, str, bool], tuple[Room, list[Change]]] = (
+            TickBatch(self._enter_many, max_keys=1000)
+        )
 
     # access ------------------------------------------------------------------------------
 
     async def readable_room(self, who: Identity, room_id: str) -> tuple[Room, Role | None]:
         """The room if ``who`` may read it; a private room is 404 to non-members."""
         check_room_id(room_id)
-        found = await self.store.rooms.room_for(room_id, who.user_id)
+        found = await self._access.get((room_id, who.user_id))
         if found is None or (found[0].visibility == "private" and found[1] is None):
             raise NotFound(f"room {room_id!r} not found", code="room_not_found")
         return found
@@ -41,17 +53,29 @@ class RoomRules:
         """Before a stream: in trust mode the room is created and joined on first use."""
         if self.trust:
             check_room_id(room_id)
-            found = await self.store.rooms.room_for(room_id, who.user_id)
+            found = await self._access.get((room_id, who.user_id))
             if found is not None and found[1] is not None:
                 return found[0]  # a member already: one read, the common case
-            room, changes = await self.store.rooms.enter_room(room_id, who.user_id, who.username)
-            if found is None and room.created_by == who.user_id and changes:
-                await self.publisher.room_created(room)
-            await self.publisher.changes(changes)
+            entered = await self._entrance.get((room_id, who.user_id, who.username, found is None))
+            assert entered is not None
+            room, changes = entered
             if changes:
                 return room  # just joined
         room, _ = await self.readable_room(who, room_id)
         return room
+
+    async def _enter_many(
+        self, items: Sequence[tuple[str, str, str, bool]]
+    ) -> dict[tuple[str, str, str, bool], tuple[Room, list[Change]]]:
+        """Trust mode's first uses of the moment in one transaction, published after the
+        commit in log order (a room announced as created before its first join)."""
+        done = await self.store.rooms.enter_rooms([(r, u, name) for r, u, name, _ in items])
+        out = dict(zip(items, done, strict=True))
+        for (_, user_id, _, was_missing), (room, changes) in out.items():
+            if was_missing and room.created_by == user_id and changes:
+                await self.publisher.room_created(room)
+            await self.publisher.changes(changes)
+        return out
 
     async def member_of(self, who: Identity, room_id: str) -> Room:
         """The room if ``who`` is a member (a private room is 404, a public one 403). In trust

@@ -38,14 +38,26 @@ class MemoryPresence:
         self._worker = asyncio.get_running_loop().create_task(self._announce())
 
     async def _announce(self) -> None:
-        """One worker, so a user's changes are announced in the order they happened."""
+        """One worker, so a user's changes are announced in the order they happened; the
+        changes of different users queued together are announced side by side (a connect
+        storm's lookups then go to the store together)."""
         while True:
-            user_id, status = await self._changes.get()
-            if self._on_change is not None:
-                try:
-                    await self._on_change(user_id, status)
-                except Exception:
-                    log.exception("presence change of %s not announced", user_id)
+            queued = [await self._changes.get()]
+            while not self._changes.empty():
+                queued.append(self._changes.get_nowait())
+            per_user: dict[str, list[Status]] = {}
+            for user_id, status in queued:
+                per_user.setdefault(user_id, []).append(status)
+            await asyncio.gather(*(self._tell(u, s) for u, s in per_user.items()))
+
+    async def _tell(self, user_id: str, statuses: list[Status]) -> None:
+        for status in statuses:
+            if self._on_change is None:
+                return
+            try:
+                await self._on_change(user_id, status)
+            except Exception:
+                log.exception("presence change of %s not announced", user_id)
 
     async def close(self) -> None:
         for user in self._users.values():

@@ -33,7 +33,15 @@ from hubbub.changes import Change
 from hubbub.models import Message, NewMessage, Role, Room
 
 if TYPE_CHECKING:  # the roles use the values below
-    from hubbub.store.roles import Accounts, ChangeLog, FileIndex, Messages, Rooms, Search
+    from hubbub.store.roles import (
+        Accounts,
+        ChangeLog,
+        FileIndex,
+        Lookups,
+        Messages,
+        Rooms,
+        Search,
+    )
 
 
 class AppendOutcome(enum.Enum):
@@ -93,6 +101,7 @@ class Store(Protocol):
     log: ChangeLog
     search: Search
     files: FileIndex
+    lookups: Lookups
 
     async def start(self) -> None:
         """Bring the schema to head; several nodes starting at once on an empty database

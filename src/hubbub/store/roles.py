@@ -313,3 +313,34 @@ class FileIndex(Protocol):
     async def delete_file(self, file_id: str) -> bool:
         """Whether there was a record to delete (a repeat: ``False``)."""
         ...
+
+
+class Lookups(Protocol):
+    """Many of one read at once: what a storm of connects asks for, answered in one round
+    trip (``hubbub.batch.TickBatch`` gathers the keys). Each answers exactly what the read of
+    one key would (``Accounts``, ``Rooms``) for every key; a missing key is absent."""
+
+    async def accounts_named(self, names: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """Trust mode: per name, ``(id, username)`` of the user whose id it is, else of the
+        account named exactly so, else of the one whose name is the same regardless of case
+        and Unicode form."""
+        ...
+
+    async def usernames(self, user_ids: Sequence[str]) -> dict[str, str]: ...
+
+    async def sessions(self, session_ids: Sequence[str]) -> dict[str, SessionRecord]: ...
+
+    async def room_access(
+        self, pairs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[Room, Role | None]]:
+        """Per ``(room_id, user_id)``: the room and the user's role in it (``None``: not a
+        member), read in one snapshot; absent when the room is missing."""
+        ...
+
+    async def room_ids_of(self, user_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Per user, the ids of the rooms they are a member of (none: an empty list)."""
+        ...
+
+    async def member_ids(self, room_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Per room, its members' ids in ``members`` order (an unknown room: no members)."""
+        ...

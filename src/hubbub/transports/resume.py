@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from hubbub.batch import TickBatch
 from hubbub.changes import Entry, LoggedMessage, fold
 from hubbub.encoding import ROOM_CURSOR_PREFIX, Event
 from hubbub.errors import BadRequest
@@ -199,6 +200,7 @@ class PresenceSnapshots:
         # room → (expiry, the hub's subscription it was kept current by, member ids)
         self._members: dict[str, tuple[float, object | None, list[str]]] = {}
         self._events: dict[tuple[str, str, str], Event] = {}
+        self._reads: TickBatch[str, list[str]] = TickBatch(store.lookups.member_ids)
         hub.membership_observer = self.noted
 
     def noted(self, event: Event) -> None:
@@ -227,7 +229,7 @@ class PresenceSnapshots:
             and cached[1] is listening
         ):
             return cached[2]
-        ids = [m.user_id for m in await self.store.rooms.members(room_id)]
+        ids = list(await self._reads.get(room_id) or ())
         if len(self._members) > self._MAX_ROOMS:
             self._members.clear()
             self._events.clear()

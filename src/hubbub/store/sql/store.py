@@ -3,11 +3,12 @@ via asyncpg)."""
 
 from __future__ import annotations
 
-from hubbub.store.roles import Accounts, ChangeLog, FileIndex, Messages, Rooms, Search
+from hubbub.store.roles import Accounts, ChangeLog, FileIndex, Lookups, Messages, Rooms, Search
 from hubbub.store.sql.accounts import SqlAccounts
 from hubbub.store.sql.engine import Database
 from hubbub.store.sql.files import SqlFileIndex
 from hubbub.store.sql.log import SqlChangeLog
+from hubbub.store.sql.lookups import SqlLookups
 from hubbub.store.sql.messages import SqlMessages
 from hubbub.store.sql.rooms import SqlRooms
 from hubbub.store.sql.search import SqlSearch
@@ -25,6 +26,7 @@ class SqlStore:
         self.log: ChangeLog = SqlChangeLog(self.db)
         self.search: Search = SqlSearch(self.db)
         self.files: FileIndex = SqlFileIndex(self.db)
+        self.lookups: Lookups = SqlLookups(self.db)
 
     async def start(self) -> None:
         """Migrate the schema to head (several nodes at once: one migrates, the rest wait)."""
