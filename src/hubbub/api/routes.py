@@ -23,7 +23,7 @@ from hubbub.api.openapi_text import (
     WS_DESCRIPTION,
 )
 from hubbub.api.raw import Receive, Scope, Send
-from hubbub.api.send import post_message
+from hubbub.api.send import SendRoute
 from hubbub.models import Message
 from hubbub.transports.longpoll import DEFAULT_TIMEOUT, MAX_LIMIT, MAX_TIMEOUT, poll
 from hubbub.transports.sse import room_stream
@@ -131,8 +131,10 @@ class RawRoute:
 
 
 def _send_message(rt: Runtime) -> RawHandler:
+    route = SendRoute(rt.auth, rt.limiter, rt.writer, rt.settings.max_body_bytes)
+
     async def handle(scope: Scope, receive: Receive, send: Send, _: dict[str, str]) -> None:
-        await post_message(rt, scope, receive, send)
+        await route(scope, receive, send)
 
     return handle
 
