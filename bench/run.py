@@ -40,14 +40,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from scenarios import chart, connect, gate, sends, wsfanout
-from scenarios.common import BenchError, flags, hubbub_exe, log, num, port_in_use
+from scenarios.common import BenchError, ReadyProcess, flags, hubbub_exe, log, num, port_in_use
 from scenarios.report import (
     git_state,
     hubbub_env,
@@ -232,47 +231,6 @@ def hubbub_server(
             stop_server(proc)
 
 
-class Subscribers:
-    """bin/sseload in the background: wait for its READY line, then read its JSON result."""
-
-    def __init__(self, args: list[str], timeout: float) -> None:
-        self.timeout = timeout
-        self.proc = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        self.ready = threading.Event()
-        self.ready_line = ""
-        self.stderr: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.stderr.append(line)
-            if line.startswith("READY"):
-                self.ready_line = line.strip()
-                self.ready.set()
-        self.ready.set()
-
-    def wait_ready(self) -> str:
-        self.ready.wait(self.timeout)
-        return self.ready_line
-
-    def result(self) -> Json:
-        try:
-            out, _ = self.proc.communicate(timeout=self.timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, _ = self.proc.communicate()
-        self._reader.join(2)
-        try:
-            parsed: Json = json.loads(out)
-        except ValueError:
-            return {"error": "bad sseload output", "stderr": "".join(self.stderr)[-2000:]}
-        return parsed
-
-
 def quick(
     harness: Path, subs: int, duration: float, pub_conns: int, drain: float, keep: bool
 ) -> Json:
@@ -305,7 +263,7 @@ def quick(
             ]
             info["sseload_command"] = shlex.join(sub_args)
             info["ssepub_command"] = shlex.join(pub_args)
-            load = Subscribers(sub_args, timeout=30 + duration + drain + 30)
+            load = ReadyProcess(sub_args, timeout=30 + duration + drain + 30)
             info["ready"] = load.wait_ready()
             log(f"subscribers: {info['ready'] or 'no READY line'}")
             cpu0 = proc_cpu_s(server.pid)

@@ -348,34 +348,21 @@ def ssepub(
     return out
 
 
-class Sseload:
-    """bin/sseload in the background: wait for its READY line, then read its JSON result."""
+class ReadyProcess:
+    """A load tool in the background (sseload's output contract): wait for its READY line on
+    stderr, then read its JSON result from stdout."""
 
-    def __init__(
-        self,
-        harness: Path,
-        *,
-        port: int,
-        path: str,
-        conns: int,
-        rooms: int,
-        duration: float,
-        prefix: str = "r",
-        timeout: float = 60,
-    ) -> None:
-        self.args = [
-            str(harness / "bin" / "sseload"),
-            *flags(h=HOST, p=port, u=path, c=conns, r=rooms, x=prefix),
-            *flags(d=f"{duration:g}", t=f"{timeout:g}"),
-        ]
-        self.timeout = timeout + duration + 30
+    def __init__(self, args: list[str], timeout: float) -> None:
+        self.args = args
+        self.timeout = timeout
         self.proc = subprocess.Popen(
-            self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         self.ready = threading.Event()
         self.ready_line = ""
         self.stderr: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         assert self.proc.stderr is not None
@@ -396,11 +383,35 @@ class Sseload:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             out, _ = self.proc.communicate()
+        self._reader.join(2)
         try:
             parsed: Json = json.loads(out)
         except ValueError:
             return {"error": "bad sseload output", "stderr": "".join(self.stderr)[-2000:]}
         return parsed
+
+
+class Sseload(ReadyProcess):
+    """bin/sseload: ``conns`` SSE subscribers over ``rooms`` rooms."""
+
+    def __init__(
+        self,
+        harness: Path,
+        *,
+        port: int,
+        path: str,
+        conns: int,
+        rooms: int,
+        duration: float,
+        prefix: str = "r",
+        timeout: float = 60,
+    ) -> None:
+        args = [
+            str(harness / "bin" / "sseload"),
+            *flags(h=HOST, p=port, u=path, c=conns, r=rooms, x=prefix),
+            *flags(d=f"{duration:g}", t=f"{timeout:g}"),
+        ]
+        super().__init__(args, timeout + duration + 30)
 
 
 def fanout_step(
