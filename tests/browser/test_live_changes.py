@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from playwright.sync_api import Request, expect
+from playwright.sync_api import APIResponse, Request, Route, expect
 
 from tests.browser.conftest import NewContext
 from tests.browser.ui import PASSWORD, ChatUser, api_user, pair, unique
@@ -180,6 +180,50 @@ def test_removed_from_a_private_room_drops_it_at_once(
     )
     bob.open_room(den_id)
     expect(bob.texts()).to_have_text(["welcome to the den"])
+    alice.assert_clean()
+    bob.assert_clean()
+
+
+def test_a_room_list_read_before_a_live_change_does_not_undo_it(
+    new_context: NewContext, app_server: Server
+) -> None:
+    """The page reads the room list after a join; a room created that the stream brings while
+    that (older) list is still on its way stays shown when the list lands."""
+    alice, bob, _general = pair(new_context, app_server)
+    held: list[tuple[Route, APIResponse]] = []
+
+    def hold(route: Route) -> None:
+        if route.request.method != "GET":
+            route.continue_()
+            return
+        held.append((route, route.fetch()))  # read now, answered later
+
+    other = alice.api("POST", "/chat/rooms", {"name": unique("other-"), "visibility": "public"})
+    other_id = other.json()["id"]
+    expect(bob.page.locator(f'#public-rooms .room[data-room="{other_id}"]')).to_be_visible()
+    bob.open_room(other_id)
+    bob.page.route("**/chat/rooms", hold)
+    bob.page.get_by_role("button", name="Join room").click()
+    for _ in range(100):
+        if held:
+            break
+        bob.page.wait_for_timeout(50)
+    assert held, "the page did not read the room list after the join"
+
+    # the list has been read; before it reaches the page, a public room is created
+    lobby = alice.api("POST", "/chat/rooms", {"name": unique("lobby-"), "visibility": "public"})
+    lobby_id = lobby.json()["id"]
+    shown = bob.page.locator(f'#public-rooms .room[data-room="{lobby_id}"]')
+    expect(shown).to_be_visible()
+
+    for route, response in held:
+        route.fulfill(response=response)
+    bob.page.unroute("**/chat/rooms")
+    # the join's flow goes on past the list read: it loads the members of the joined room
+    expect(bob.page.locator("#member-list .member")).to_have_count(2)
+    bob.page.wait_for_timeout(300)
+    expect(shown).to_be_visible()
+    expect(bob.page.locator(f'#my-rooms .room[data-room="{other_id}"]')).to_be_visible()
     alice.assert_clean()
     bob.assert_clean()
 

@@ -17,6 +17,8 @@ const $ = (id) => document.getElementById(id);
 const state = {
   me: null, // {id, username}
   rooms: new Map(), // id → room from GET /chat/rooms (+ local unread/last_message updates)
+  listReads: 0, // room-list reads started so far
+  roomEvents: new Map(), // room id → listReads when a stream event last added or dropped it
   current: null, // open room id
   views: new Map(), // room id → RoomView
   presence: new Map(), // user_id → 'online' | 'away' | 'offline'
@@ -450,11 +452,24 @@ function renderHistoryStatus() {
 
 // rooms ---------------------------------------------------------------------------------------
 
+/** A stream event added or dropped this room: a room list read before it is older than it. */
+function roomEvent(roomId) {
+  state.roomEvents.set(roomId, state.listReads);
+}
+
+/** Whether an event about this room arrived while the list read numbered `read` was under way
+ * (that list was read before the event, so the event's view wins). */
+function newerThanList(roomId, read) {
+  return (state.roomEvents.get(roomId) ?? -1) >= read;
+}
+
 async function loadRooms() {
+  const read = ++state.listReads;
   const { rooms } = await hub.rooms();
   const seen = new Set();
   for (const room of rooms) {
     seen.add(room.id);
+    if (newerThanList(room.id, read)) continue;
     const old = state.rooms.get(room.id);
     // A live message may be newer than the list we just read: keep the newer view.
     if (old && old.last_seq > room.last_seq) {
@@ -467,7 +482,7 @@ async function loadRooms() {
   for (const room of state.rooms.values()) {
     if (room.member) room.read_seq = Math.max(room.read_seq ?? 0, (room.last_seq ?? 0) - (room.unread ?? 0));
   }
-  for (const id of [...state.rooms.keys()]) if (!seen.has(id)) state.rooms.delete(id);
+  for (const id of [...state.rooms.keys()]) if (!seen.has(id) && !newerThanList(id, read)) state.rooms.delete(id);
   renderRooms();
   renderRoomHeader();
 }
@@ -921,6 +936,7 @@ hub.on('member_left', (ev) => {
 /** I am out of a room (left here or elsewhere, or removed by an admin): a private room goes
  * from the list, a public one moves to the public rooms; an open one closes with a notice. */
 function dropRoom(roomId) {
+  roomEvent(roomId);
   const room = state.rooms.get(roomId);
   const wasMember = !!room?.member;
   state.views.delete(roomId);
@@ -945,6 +961,7 @@ function roomFields(r) {
 }
 
 hub.on('room_added', (r) => {
+  roomEvent(r.id);
   const old = state.rooms.get(r.id);
   const lastSeq = Math.max(old?.last_seq ?? 0, r.last_seq ?? 0);
   if (old?.member) {
@@ -1004,6 +1021,7 @@ hub.on('room_updated', (r) => {
 hub.on('room_created', (r) => {
   // A new public room (live only; after a reconnect the public list is read again).
   if (state.rooms.has(r.id)) return;
+  roomEvent(r.id);
   state.rooms.set(r.id, { ...roomFields(r), last_seq: r.last_seq ?? 0, member: false, role: null, unread: null, last_message: null });
   renderRooms();
 });
@@ -1077,15 +1095,19 @@ async function resyncUnstreamed() {
 }
 
 async function refreshPublicRooms() {
+  const read = ++state.listReads;
   const { rooms } = await hub.rooms();
   const listed = new Set();
   for (const room of rooms) {
     if (room.member) continue; // mine follow the stream (room_added brings new ones)
     listed.add(room.id);
+    if (newerThanList(room.id, read)) continue;
     const old = state.rooms.get(room.id);
     if (!old?.member) state.rooms.set(room.id, room);
   }
-  for (const [id, room] of [...state.rooms]) if (!room.member && !listed.has(id)) state.rooms.delete(id);
+  for (const [id, room] of [...state.rooms]) {
+    if (!room.member && !listed.has(id) && !newerThanList(id, read)) state.rooms.delete(id);
+  }
   renderRooms();
   renderRoomHeader();
 }
