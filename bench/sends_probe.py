@@ -47,18 +47,18 @@ def cpu_s(pid: int) -> float:
     return sum(int(x) for x in fields[11:13]) / os.sysconf("SC_CLK_TCK")
 
 
-def thread_cpu_s(pid: int) -> dict[str, float]:
-    """CPU seconds per thread: the main thread as "main", the others by thread id."""
-    out: dict[str, float] = {}
+def thread_cpu_s(pid: int) -> dict[str, tuple[float, float]]:
+    """(user, system) CPU seconds per thread: the main thread as "main", the others by id."""
+    out: dict[str, tuple[float, float]] = {}
+    tick = os.sysconf("SC_CLK_TCK")
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             name = "main" if task.name == str(pid) else task.name
             fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        out[name] = out.get(name, 0.0) + sum(int(x) for x in fields[11:13]) / os.sysconf(
-            "SC_CLK_TCK"
-        )
+        user, system = out.get(name, (0.0, 0.0))
+        out[name] = (user + int(fields[11]) / tick, system + int(fields[12]) / tick)
     return out
 
 
@@ -182,10 +182,13 @@ def one_run(args: argparse.Namespace, n: int) -> dict[str, Any]:
             "cpu_s": round(cpu, 3),
             "cpu_us_per_send": round(cpu * 1e6 / stored, 1) if stored else None,
             "cpu_pct": round(100 * cpu / wall, 1),
-            "threads_us_per_send": {
-                k: round((v - t0s.get(k, 0.0)) * 1e6 / stored, 1)
-                for k, v in t1s.items()
-                if stored and v - t0s.get(k, 0.0) > 0.05
+            "threads_us_per_send": {  # [user+system, system]
+                k: [
+                    round((u + s - sum(t0s.get(k, (0.0, 0.0)))) * 1e6 / stored, 1),
+                    round((s - t0s.get(k, (0.0, 0.0))[1]) * 1e6 / stored, 1),
+                ]
+                for k, (u, s) in t1s.items()
+                if stored and u + s - sum(t0s.get(k, (0.0, 0.0))) > 0.05
             },
         }
     finally:

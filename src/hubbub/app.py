@@ -19,17 +19,20 @@ from hubbub.api import openapi as openapi_docs
 from hubbub.api.guard import RequestGuard
 from hubbub.api.raw import (
     Receive,
+    Reply,
     Scope,
     Send,
     check_json_body,
     check_json_type,
+    error_reply,
     header,
     read_body,
     send_error,
 )
 from hubbub.api.routes import WEBSOCKET, Dispatch, streams_body
+from hubbub.api.send import SendRoute
 from hubbub.config import Settings
-from hubbub.errors import HubbubError, NotFound, TooLarge
+from hubbub.errors import HubbubError, NotFound, TooLarge, Unavailable
 from hubbub.runtime import Runtime
 from hubbub.web import install as install_web_app
 
@@ -54,6 +57,7 @@ class HubbubApp:
         self.settings = settings
         self.runtime: Runtime | None = None
         self.raw: Dispatch | None = None  # the raw routes, bound while the runtime runs
+        self.send_route: SendRoute | None = None  # the same route, for the fast lane
         self.guard = RequestGuard(settings)
         self.api = build_fastapi(self)
 
@@ -97,6 +101,18 @@ class HubbubApp:
                     return
         await self.api(scope, receive, send)
 
+    async def answer_send(self, scope: Scope, body: bytes, too_large: bool) -> Reply:
+        """``POST /chat/messages`` from the HTTP protocol's fast lane (``http_protocol.py``):
+        the same checks as :meth:`__call__` gives it, without ASGI."""
+        route = self.send_route
+        if route is None:
+            return error_reply(Unavailable("the server is starting or stopping"))
+        try:
+            self.guard.check(scope)
+        except HubbubError as exc:
+            return error_reply(exc)
+        return await route.answer(scope, body, too_large=too_large)
+
     async def _buffered_json(self, scope: Scope, receive: Receive) -> Receive:
         """Read a JSON body up front: the size limit holds for chunked bodies too (413, not a
         parse error), a body that is not JSON is refused with 415, and malformed JSON (nested
@@ -135,9 +151,11 @@ def build_fastapi(holder: HubbubApp) -> FastAPI:
         app.state.runtime = rt
         holder.runtime = rt
         holder.raw = Dispatch(rt)
+        holder.send_route = SendRoute.of(rt)
         try:
             yield
         finally:
+            holder.send_route = None
             holder.raw = None
             holder.runtime = None
             await rt.stop()

@@ -130,6 +130,13 @@ class Settings(BaseSettings):
 
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     write_batch_max: int = 256
+    commit_interval: float = Field(
+        default=0.005,
+        ge=0,
+        le=1,
+        description="while several people send, at most one commit per this many seconds "
+        "(their sends share it); 0: commit each batch at once",
+    )
     shutdown_timeout: float = 10.0
 
     def shared_broker(self) -> bool:

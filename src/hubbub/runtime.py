@@ -105,6 +105,7 @@ class Runtime:
             trust=trust,
             max_message_chars=settings.max_message_chars,
             write_batch_max=settings.write_batch_max,
+            commit_interval=settings.commit_interval,
             on_stored=self.metrics.messages.inc,
         )
         self.files: FileStore = LocalFileStore(settings.data_dir / "files")

@@ -74,7 +74,7 @@ class Chat:
         return Identity(user.id, user.username)
 
 
-async def build(tmp_path: Path, *, batch_max: int = 256) -> Chat:
+async def build(tmp_path: Path, *, batch_max: int = 256, commit_interval: float = 0.0) -> Chat:
     store = CountingStore(f"sqlite:///{tmp_path / 'chat.db'}")
     await store.start()
     broker = MemoryBroker()
@@ -82,7 +82,14 @@ async def build(tmp_path: Path, *, batch_max: int = 256) -> Chat:
     publisher = Publisher(broker, presence)
     rooms = RoomRules(store, publisher, presence, trust=False)
     activity = Activity(store, publisher, rooms, presence=presence, typing=MemoryTypingTracker())
-    writer = Writer(store, publisher, activity.typing, trust=False, write_batch_max=batch_max)
+    writer = Writer(
+        store,
+        publisher,
+        activity.typing,
+        trust=False,
+        write_batch_max=batch_max,
+        commit_interval=commit_interval,
+    )
     files = FileRules(store, rooms, writer, None)
     messages = MessageRules(store, publisher, rooms, files)
     signer = TokenSigner("x" * 64)
@@ -142,6 +149,53 @@ async def test_a_batch_never_exceeds_write_batch_max(tmp_path: Path) -> None:
         await chat.activity.close()
         await chat.writer.close()
         await chat.store.close()
+
+
+async def close(chat: Chat) -> None:
+    await chat.activity.close()
+    await chat.writer.close()
+    await chat.store.close()
+
+
+@pytest.mark.parametrize("interval", [0.0, 0.6])
+async def test_sends_of_several_people_share_a_paced_commit(
+    tmp_path: Path, interval: float
+) -> None:
+    """With a commit interval, a send that follows someone else's commit closely waits for the
+    rest of the interval, and what arrives meanwhile shares its commit; without, each commits
+    on arrival."""
+    chat = await build(tmp_path, commit_interval=interval)
+    try:
+        alice, bob, carol = [await chat.user(n) for n in ("alice", "bob", "carol")]
+        room_id = await lobby(chat, alice)
+        for who in (bob, carol):
+            await chat.rooms.join(who, room_id)
+        await chat.writer.send(alice, room_id, "first")
+        from_bob = asyncio.create_task(chat.writer.send(bob, room_id, "second"))
+        await asyncio.sleep(0.15)
+        from_carol = asyncio.create_task(chat.writer.send(carol, room_id, "third"))
+        sent = [await from_bob, await from_carol]
+        assert [s.message.seq for s in sent] == [2, 3]
+        assert chat.store.batches == ([1, 2] if interval else [1, 1, 1])
+        assert [m["text"] for m in chat.named("message")] == ["first", "second", "third"]
+    finally:
+        await close(chat)
+
+
+async def test_a_lone_sender_is_never_paced(tmp_path: Path) -> None:
+    """One person sending one message after another (a script, ``hubbub send`` reading lines)
+    does not wait for a commit interval: nobody else could share the commit."""
+    chat = await build(tmp_path, commit_interval=5.0)
+    try:
+        alice = await chat.user("alice")
+        room_id = await lobby(chat, alice)
+        started = asyncio.get_running_loop().time()
+        for i in range(5):
+            await chat.writer.send(alice, room_id, f"m{i}")
+        assert asyncio.get_running_loop().time() - started < 4.0
+        assert chat.store.batches == [1, 1, 1, 1, 1]
+    finally:
+        await close(chat)
 
 
 async def test_a_repeated_client_msg_id_answers_the_stored_message(chat: Chat) -> None:

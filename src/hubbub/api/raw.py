@@ -6,7 +6,7 @@ import re
 from array import array
 from collections.abc import Awaitable, Callable, MutableMapping
 from itertools import accumulate
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -229,6 +229,29 @@ async def read_body(receive: Receive, limit: int) -> bytes:
     return b"".join(parts)
 
 
+class Reply(NamedTuple):
+    """A whole JSON answer, ready for either way of writing it (ASGI ``send`` or the HTTP
+    protocol's fast lane, ``http_protocol.py``)."""
+
+    status: int
+    body: bytes
+    headers: list[tuple[bytes, bytes]] | None = None
+
+
+def error_reply(error: HubbubError) -> Reply:
+    from hubbub.encoding import to_json
+
+    extra = []
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        extra.append((b"retry-after", str(retry_after).encode()))
+    return Reply(error.status, to_json(error.body()), extra)
+
+
+async def send_reply(send: Send, reply: Reply) -> None:
+    await send_json(send, reply.status, reply.body, reply.headers)
+
+
 async def send_json(
     send: Send,
     status: int,
@@ -243,10 +266,4 @@ async def send_json(
 
 
 async def send_error(send: Send, error: HubbubError) -> None:
-    from hubbub.encoding import to_json
-
-    extra = []
-    retry_after = getattr(error, "retry_after", None)
-    if retry_after is not None:
-        extra.append((b"retry-after", str(retry_after).encode()))
-    await send_json(send, error.status, to_json(error.body()), extra)
+    await send_reply(send, error_reply(error))

@@ -131,7 +131,7 @@ class RawRoute:
 
 
 def _send_message(rt: Runtime) -> RawHandler:
-    route = SendRoute(rt.auth, rt.limiter, rt.writer, rt.settings.max_body_bytes)
+    route = SendRoute.of(rt)
 
     async def handle(scope: Scope, receive: Receive, send: Send, _: dict[str, str]) -> None:
         await route(scope, receive, send)

@@ -9,23 +9,26 @@ import msgspec
 
 from hubbub.api.raw import (
     Receive,
+    Reply,
     Scope,
     Send,
     check_json_type,
     credentials,
     decode_json,
+    error_reply,
     query,
     read_body,
     send_error,
-    send_json,
+    send_reply,
 )
-from hubbub.errors import HubbubError
+from hubbub.errors import HubbubError, TooLarge
 from hubbub.wire import SendBody
 
 if TYPE_CHECKING:
     from hubbub.auth.identity import Authenticator
     from hubbub.chat.writer import Writer
     from hubbub.ratelimit import SendLimiter
+    from hubbub.runtime import Runtime
 
 
 _decoder = msgspec.json.Decoder(SendBody)
@@ -46,32 +49,54 @@ def decode_send_body(raw: bytes) -> SendBody:
 
 @dataclass(frozen=True, slots=True)
 class SendRoute:
-    """``POST /chat/messages`` with the four things it uses, named (not the whole runtime)."""
+    """``POST /chat/messages`` with the four things it uses, named (not the whole runtime).
+
+    ``answer`` is the route without I/O (a request's scope and whole body in, a :class:`Reply`
+    out): the ASGI adapter below and the HTTP protocol's fast lane both write what it returns."""
 
     auth: Authenticator
     limiter: SendLimiter
     writer: Writer
     max_body_bytes: int
 
+    @classmethod
+    def of(cls, rt: Runtime) -> SendRoute:
+        return cls(rt.auth, rt.limiter, rt.writer, rt.settings.max_body_bytes)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
+            check_json_type(scope)  # 415 before a large body is read
+            body = await read_body(receive, self.max_body_bytes)
+        except HubbubError as exc:
+            await send_error(send, exc)
+            return
+        await send_reply(send, await self.answer(scope, body))
+
+    async def answer(self, scope: Scope, body: bytes, *, too_large: bool = False) -> Reply:
+        """The reply to one send. ``too_large``: the body passed ``max_body_bytes`` (and was
+        not kept), which is a 413 once the content type has been checked."""
+        try:
             check_json_type(scope)
-            body = decode_send_body(await read_body(receive, self.max_body_bytes))
+            if too_large:
+                raise TooLarge(
+                    f"the request body is larger than {self.max_body_bytes} bytes",
+                    code="body_too_large",
+                )
+            decoded = decode_send_body(body)
             who = await self.auth.identify(
-                credentials(scope, query(scope), body.user_id), ensure_user=False
+                credentials(scope, query(scope), decoded.user_id), ensure_user=False
             )
             await self.limiter.check(who.user_id)
             sent = await self.writer.send(
                 who,
-                body.room_id,
-                body.message,
-                timestamp=body.timestamp,
-                client_msg_id=body.client_msg_id,
+                decoded.room_id,
+                decoded.message,
+                timestamp=decoded.timestamp,
+                client_msg_id=decoded.client_msg_id,
             )
         except HubbubError as exc:
-            await send_error(send, exc)
-            return
+            return error_reply(exc)
         extra = [(b"set-cookie", who.set_cookie.encode("latin-1"))] if who.set_cookie else None
         pad = b" " * (SEQ_DIGITS - len(str(sent.message.seq)))
         payload = b'{"status":"sent","message":' + sent.event.data + pad + b"}"
-        await send_json(send, 201 if sent.created else 200, payload, extra)
+        return Reply(201 if sent.created else 200, payload, extra)

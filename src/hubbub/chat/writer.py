@@ -28,6 +28,12 @@ from hubbub.typing.base import Typing
 log = logging.getLogger("hubbub.chat")
 
 
+# Commit pacing (``commit_interval``): only while someone else sent within this many seconds,
+# and only for a batch smaller than this (a full queue is committed at once).
+_OTHERS_ACTIVE = 0.05
+_PACED_BELOW = 16
+
+
 @dataclass(slots=True)
 class Sent:
     message: Message
@@ -51,6 +57,7 @@ class Writer:
         trust: bool,
         max_message_chars: int = MAX_MESSAGE_CHARS,
         write_batch_max: int = 256,
+        commit_interval: float = 0.0,
         on_stored: Callable[[int], None] | None = None,
     ) -> None:
         self.store = store
@@ -61,6 +68,7 @@ class Writer:
         self.trust = trust
         self.max_message_chars = max_message_chars
         self._batch_max = write_batch_max
+        self._interval = commit_interval
         # A store that stops answering must not hold every sender: they get 503 and retry
         # (with client_msg_id, a commit that landed after all is answered, not duplicated).
         self.commit_timeout = 5.0
@@ -130,19 +138,42 @@ class Writer:
 
     async def _write_loop(self) -> None:
         queue = self._queue
+        loop = asyncio.get_running_loop()
+        interval = self._interval
+        last_commit = -interval
+        last_user: str | None = None
+        last_at = -1.0
         stopping = False
         while not stopping:
             job = await queue.get()
             if job is None:
                 break
             jobs = [job]
-            while len(jobs) < self._batch_max and not queue.empty():
-                nxt = queue.get_nowait()
-                if nxt is None:
-                    stopping = True
-                    break
-                jobs.append(nxt)
+            stopping = self._take_queued(jobs)
+            if interval > 0 and not stopping and len(jobs) < _PACED_BELOW:
+                now = loop.time()
+                if job.request.message.user_id != last_user and now - last_at < _OTHERS_ACTIVE:
+                    # A small batch while several people are sending: wait for the rest of
+                    # the interval since the last commit, and the sends arriving meanwhile
+                    # share this commit (a lone sender, or a full queue, never waits).
+                    wait = last_commit + interval - now
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                        stopping = self._take_queued(jobs)
+            last_commit = loop.time()
+            last_user = jobs[-1].request.message.user_id
             await self._commit(jobs)
+            last_at = loop.time()
+
+    def _take_queued(self, jobs: list[_Job]) -> bool:
+        """Add what has queued up to ``jobs`` (up to a batch); True when the stop mark came."""
+        queue = self._queue
+        while len(jobs) < self._batch_max and not queue.empty():
+            nxt = queue.get_nowait()
+            if nxt is None:
+                return True
+            jobs.append(nxt)
+        return False
 
     async def _commit(self, jobs: list[_Job]) -> None:
         try:
