@@ -44,6 +44,8 @@ class TickBatch(Generic[K, V]):
             future = self._waiting[key] = asyncio.get_running_loop().create_future()
             if self._running is None:
                 self._running = asyncio.get_running_loop().create_task(self._run())
+        if future.done():
+            return future.result()
         # Shielded: one caller giving up does not cancel the answer the others wait for.
         return await asyncio.shield(future)
 

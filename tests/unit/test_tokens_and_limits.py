@@ -47,6 +47,29 @@ def test_session_token_is_not_an_access_token() -> None:
         signer.verify(signer.issue("u1", "s1", "session", 60), "access")
 
 
+def test_a_token_checked_before_still_expires_and_keeps_its_type() -> None:
+    """Verified tokens are remembered (a client opens many streams with one token); the
+    remembered answer still ends at ``exp`` and is still only good for its own type."""
+    signer = TokenSigner(SECRET)
+    exp = int(time.time()) + 2
+    token = jwt.encode({"sub": "u1", "typ": "access", "exp": exp}, SECRET, algorithm="HS256")
+    assert signer.verify(token, "access")["sub"] == "u1"
+    assert signer.verify(token, "access")["sub"] == "u1"
+    with pytest.raises(Unauthenticated) as info:
+        signer.verify(token, "session")
+    assert info.value.code == "invalid_token"
+    time.sleep(max(0.0, exp - time.time()) + 0.05)
+    with pytest.raises(Unauthenticated) as info:
+        signer.verify(token, "access")
+    assert info.value.code == "token_expired"
+    # a tampered copy of a remembered token is checked, not looked up
+    good = signer.issue("u1", "s1", "access", 60)
+    assert signer.verify(good, "access")["sid"] == "s1"
+    head, body, sig = good.split(".")
+    with pytest.raises(Unauthenticated):
+        signer.verify(f"{head}.{body}.{sig[:-2]}AA", "access")
+
+
 async def test_send_limiter_burst_then_429_with_retry_after() -> None:
     limiter = MemorySendLimiter(10, 20)
     for _ in range(20):

@@ -17,6 +17,7 @@ from jwt.algorithms import HMACAlgorithm
 from hubbub.errors import Unauthenticated
 
 ALGORITHM = "HS256"
+_VERIFIED_MAX = 10_000
 TokenType = Literal["access", "session"]
 
 
@@ -51,6 +52,10 @@ class TokenSigner:
         if len(secret.encode()) < 32:
             raise ValueError("the JWT secret must be at least 32 bytes (RFC 7518 §3.2)")
         self._secret = secret
+        # Tokens whose signature and claims checked out, by their text: a client opening many
+        # streams (tabs, rooms, reconnects) presents the same token again and again. Only
+        # ``exp`` changes its answer over time, and it is checked again on every use.
+        self._verified: dict[str, dict[str, Any]] = {}
         self._jwt = jwt.PyJWT()
         self._jwt._jws.unregister_algorithm(ALGORITHM)
         self._jwt._jws.register_algorithm(ALGORITHM, _PreparedHMAC())
@@ -61,6 +66,22 @@ class TokenSigner:
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
     def verify(self, token: str, typ: TokenType) -> dict[str, Any]:
+        claims = self._verified.get(token)
+        if claims is not None:
+            if claims["exp"] <= time.time():
+                del self._verified[token]
+                raise Unauthenticated("the token has expired", code="token_expired")
+            if claims.get("typ", typ) != typ:
+                raise Unauthenticated("the token is not valid", code="invalid_token")
+            return claims
+        claims = self._decode(token, typ)
+        if isinstance(claims["exp"], int | float):
+            if len(self._verified) >= _VERIFIED_MAX:
+                self._verified.clear()
+            self._verified[token] = claims
+        return claims
+
+    def _decode(self, token: str, typ: TokenType) -> dict[str, Any]:
         try:
             claims: dict[str, Any] = self._jwt.decode(
                 token,

@@ -110,7 +110,10 @@ class Hub:
     async def _room(self, room_id: str) -> RoomState:
         room = self._rooms.get(room_id)
         if room is not None:
-            await asyncio.shield(room.ready)
+            if room.ready.done():
+                room.ready.result()  # raises what the first attach met
+            else:
+                await asyncio.shield(room.ready)
             return room
         room = self._rooms[room_id] = RoomState()
         try:

@@ -10,6 +10,7 @@ log without going live.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,6 +31,11 @@ if TYPE_CHECKING:
     from hubbub.presence.base import Presence
     from hubbub.store.base import Store
     from hubbub.transports.context import StreamDeps
+
+# Connection ids (presence counts a user's connections by them, on every node): this process's
+# random prefix and a counter; no random draw (a system call) per connection.
+_CONN_PREFIX = uuid.uuid4().hex[:12]
+_conn_numbers = itertools.count(1)
 
 
 def event_of(entry: Entry) -> Event:
@@ -284,7 +290,7 @@ class StreamLife:
         self.deps = deps
         self.label = label
         self.conn: Connection | None = None
-        self.conn_id = uuid.uuid4().hex
+        self.conn_id = f"{_CONN_PREFIX}{next(_conn_numbers):x}"
         self._ended = False
         self._begun = False
         self._pending = False

@@ -223,6 +223,33 @@ class Database:
 
         return await asyncio.get_running_loop().run_in_executor(self._read_threads, run)
 
+    @property
+    def raw_reads(self) -> bool:
+        """Whether :meth:`read_driver` is there (SQLite)."""
+        return self._reader is not None
+
+    async def read_driver(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """SQLite only: run ``work`` on a reading connection's own ``sqlite3`` connection, in
+        one read transaction (one snapshot), without SQLAlchemy's per-statement work — for the
+        lookups every connect makes (``SqlLookups``)."""
+        return await _away_is_503(self._read_driver(work))
+
+    async def _read_driver(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        reader = self._reader
+        assert reader is not None
+
+        def run() -> T:
+            with reader.connect() as conn:
+                raw = conn.connection.driver_connection
+                assert isinstance(raw, sqlite3.Connection)
+                raw.execute("BEGIN")
+                try:
+                    return work(raw)
+                finally:
+                    raw.execute("ROLLBACK")
+
+        return await asyncio.get_running_loop().run_in_executor(self._read_threads, run)
+
     async def first(self, stmt: Any) -> Any:
         return await self.read(lambda c: c.execute(stmt).first())
 

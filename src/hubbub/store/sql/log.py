@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
@@ -15,6 +16,8 @@ from hubbub.store.schema import changes, counters, members, messages, rooms
 from hubbub.store.sql.engine import Database
 from hubbub.store.sql.rows import logged
 
+_HEADS = "SELECT id, last_rev FROM rooms WHERE id IN (SELECT value FROM json_each(?))"
+
 
 class SqlChangeLog:
     def __init__(self, db: Database) -> None:
@@ -22,6 +25,10 @@ class SqlChangeLog:
 
     async def heads(self, room_ids: list[str]) -> dict[str, int]:
         """Each room's newest ``rev`` (the head of its log), in one query."""
+        if self._db.raw_reads:  # SQLite: one statement text for any number of rooms
+            keys = msgspec.json.encode(list(room_ids)).decode()
+            found = await self._db.read_driver(lambda raw: raw.execute(_HEADS, (keys,)).fetchall())
+            return {room_id: int(rev) for room_id, rev in found}
         rows = await self._db.all(
             sa.select(rooms.c.id, rooms.c.last_rev).where(rooms.c.id.in_(room_ids))
         )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from typing import cast
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
@@ -60,6 +62,8 @@ class SqlLookups:
     ) -> dict[tuple[str, str], tuple[Room, Role | None]]:
         room_ids = sorted({r for r, _ in pairs})
         user_ids = sorted({u for _, u in pairs})
+        if self._db.raw_reads:
+            return await self._db.read_driver(lambda raw: _room_access_sqlite(raw, pairs, room_ids))
 
         def work(conn: Connection) -> dict[tuple[str, str], tuple[Room, Role | None]]:
             found = {
@@ -90,12 +94,60 @@ class SqlLookups:
         return out
 
     async def member_ids(self, room_ids: Sequence[str]) -> dict[str, list[str]]:
-        rows = await self._db.all(
-            sa.select(members.c.room_id, members.c.user_id)
-            .where(members.c.room_id.in_(list(room_ids)))
-            .order_by(members.c.room_id, members.c.joined_at, members.c.user_id)
-        )
         out: dict[str, list[str]] = {r: [] for r in room_ids}
-        for row in rows:
-            out[row.room_id].append(row.user_id)
+        if self._db.raw_reads:
+            found = await self._db.read_driver(
+                lambda raw: raw.execute(_MEMBER_IDS, (_json_list(room_ids),)).fetchall()
+            )
+        else:
+            found = await self._db.all(
+                sa.select(members.c.room_id, members.c.user_id)
+                .where(members.c.room_id.in_(list(room_ids)))
+                .order_by(members.c.room_id, members.c.joined_at, members.c.user_id)
+            )
+        for room_id, user_id in found:
+            out[room_id].append(user_id)
         return out
+
+
+# SQLite, on the reading connection's own driver: one statement text whatever the number of
+# keys (the keys travel as one JSON array), so SQLite's statement cache keeps it compiled.
+
+_ROOMS_IN = (
+    "SELECT id, name, visibility, created_by, created_at, last_seq FROM rooms "
+    "WHERE id IN (SELECT value FROM json_each(?))"
+)
+# By the exact (room, user) pairs: one index probe each (rooms × users would probe them all).
+_ROLES_OF = (
+    "SELECT m.room_id, m.user_id, m.role FROM json_each(?) AS p JOIN members AS m "
+    "ON m.room_id = json_extract(p.value, '$[0]') AND m.user_id = json_extract(p.value, '$[1]')"
+)
+_MEMBER_IDS = (
+    "SELECT room_id, user_id FROM members WHERE room_id IN (SELECT value FROM json_each(?)) "
+    "ORDER BY room_id, joined_at, user_id"
+)
+
+
+def _json_list(values: Sequence[str]) -> str:
+    return msgspec.json.encode(list(values)).decode()
+
+
+def _room_access_sqlite(
+    raw: sqlite3.Connection, pairs: Sequence[tuple[str, str]], room_ids: Sequence[str]
+) -> dict[tuple[str, str], tuple[Room, Role | None]]:
+    found = {
+        r[0]: Room(
+            id=r[0],
+            name=r[1],
+            visibility=r[2],
+            created_by=r[3],
+            created_at=r[4],
+            last_seq=int(r[5]),
+        )
+        for r in raw.execute(_ROOMS_IN, (_json_list(room_ids),))
+    }
+    roles = {
+        (m[0], m[1]): cast(Role, str(m[2]))
+        for m in raw.execute(_ROLES_OF, (msgspec.json.encode(pairs).decode(),))
+    }
+    return {(r, u): (found[r], roles.get((r, u))) for r, u in pairs if r in found}
