@@ -14,7 +14,8 @@ from hubbub.store.base import RoomView
 from hubbub.store.changelog import lock_room, record
 from hubbub.store.schema import members, messages, rooms, users
 from hubbub.store.sql.engine import Database, new_id
-from hubbub.store.sql.rows import ensure_users, entered, room_of, username_of, with_reactions
+from hubbub.store.sql.enter import enter_rooms
+from hubbub.store.sql.rows import entered, room_of, username_of, with_reactions
 
 
 class SqlRooms:
@@ -215,78 +216,4 @@ class SqlRooms:
     async def enter_rooms(
         self, items: Sequence[tuple[str, str, str]]
     ) -> list[tuple[Room, list[Change]]]:
-        db = self._db
-
-        def work(conn: Connection) -> list[tuple[Room, list[Change]]]:
-            now = utc_now()
-            ensure_users(db, conn, sorted({u for _, u, _ in items}))
-            room_ids = sorted({r for r, _, _ in items})
-            existing = {
-                r.id for r in conn.execute(sa.select(rooms.c.id).where(rooms.c.id.in_(room_ids)))
-            }
-            creators: dict[str, str] = {}
-            for r, u, _ in items:
-                if r not in existing:
-                    creators.setdefault(r, u)
-            if creators:
-                conn.execute(
-                    db.insert_ignore(rooms),
-                    [
-                        {
-                            "id": r,
-                            "name": r,
-                            "visibility": "public",
-                            "created_by": u,
-                            "created_at": now,
-                        }
-                        for r, u in creators.items()
-                    ],
-                )
-            query = sa.select(rooms).where(rooms.c.id.in_(room_ids)).order_by(rooms.c.id)
-            if db.dialect == "postgresql":
-                query = query.with_for_update()
-            found = {row.id: row for row in conn.execute(query).all()}
-            created = {
-                r
-                for r, u in creators.items()
-                if r in found and found[r].created_by == u and int(found[r].last_rev) == 0
-            }
-            users_in = sorted({u for _, u, _ in items})
-            already = {
-                (m.room_id, m.user_id)
-                for m in conn.execute(
-                    sa.select(members.c.room_id, members.c.user_id).where(
-                        members.c.room_id.in_(room_ids), members.c.user_id.in_(users_in)
-                    )
-                ).all()
-            }
-            joining: dict[tuple[str, str], tuple[str, str]] = {}  # (room, user) → role, name
-            for r, u, name in items:
-                row = found.get(r)
-                if row is None or (r, u) in already or (r, u) in joining:
-                    continue
-                if r in created and creators[r] == u:
-                    joining[(r, u)] = ("admin", name)
-                elif row.visibility == "public":
-                    joining[(r, u)] = ("member", name)
-            if joining:
-                conn.execute(
-                    members.insert(),
-                    [
-                        {"room_id": r, "user_id": u, "role": role, "joined_at": now}
-                        for (r, u), (role, _) in joining.items()
-                    ],
-                )
-            pending: list[Pending] = []
-            for (r, u), (_, name) in joining.items():
-                pending += entered(room_of(found[r]), u, name)
-            logged = record(conn, now, pending)
-            per_pair = {pair: logged[2 * i : 2 * i + 2] for i, pair in enumerate(joining)}
-            out: list[tuple[Room, list[Change]]] = []
-            for r, u, _ in items:
-                row = found.get(r)
-                assert row is not None  # created above if it was missing
-                out.append((room_of(row), per_pair.pop((r, u), [])))
-            return out
-
-        return await db.write(work)
+        return await enter_rooms(self._db, items)
