@@ -45,7 +45,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from scenarios import chart, connect, gate, sends, wsfanout
+from scenarios import broker, chart, connect, gate, sends, wsfanout
 from scenarios.common import BenchError, ReadyProcess, flags, hubbub_exe, log, num, port_in_use
 from scenarios.report import (
     git_state,
@@ -472,6 +472,8 @@ rewritten by its own part of the run and kept otherwise, so parts can be re-run 
   established, in trust mode (new users), jwt mode (Bearer tokens) and on Nchan.
 - **WebSocket fan-out** (`wsfanout`): 1 room × 1,000 `/chat/ws` subscribers at 100 msg/s, CPU-µs
   per delivered event and p50/p99 latency.
+- **Broker** (`broker`): the same 1 room × 1,000 SSE fan-out on `--broker redis://` beside the
+  in-memory broker, CPU-µs per delivered event and their ratio.
 - **Quick figure** (`make bench ARGS=--quick`): Hubbub alone, 100 SSE subscribers, max rate.
 
 `make bench` (every scenario, ~20 min) also records `bench/baseline.json`, the ratio the CI
@@ -483,8 +485,11 @@ each section records the load average and how busy the box was. So compare **CPU
 delivered event** and the **×Nchan ratios** first (they do not depend on who got the other
 core), latency second, absolute rates last; expect ±15–30 % run to run.
 
-Goals: CPU per delivered event ≤ 1.0× Nchan in `fanout1k` and ≤ 1.5× in `rooms`,
-≤ 10 KiB per idle stream, ≥ 500,000 deliveries/s sustained in `saturation`.
+Goals (issue 13): CPU per delivered event ≤ 0.9× Nchan in `fanout1k` with p99 ≤ 50 ms and
+≤ 1.5× in `rooms` (the offered rate reached); ≤ 80 µs of CPU per stored send at 1,000/s,
+≥ 10,000 durable sends/s on SQLite and ≥ 5,000 on PostgreSQL (64 publishers); 19,000 streams
+connected in ≤ 3 s in both auth modes; ≤ 5 KiB per idle stream and ≤ 2 % idle CPU at 19,000;
+≥ 1,000,000 deliveries/s sustained in `saturation`; Redis broker ≤ 1.2× memory.
 """
 
 # Marker key -> placeholder of a section not measured yet, in document order.
@@ -494,11 +499,14 @@ SECTIONS = {
     "sends": '## Durable sends\n\nNot run yet: `make bench ARGS="--scenarios sends"`.',
     "connect": '## Connect\n\nNot run yet: `make bench ARGS="--scenarios connect"`.',
     "wsfanout": '## WebSocket fan-out\n\nNot run yet: `make bench ARGS="--scenarios wsfanout"`.',
+    "broker": (
+        '## Broker: Redis beside memory\n\nNot run yet: `make bench ARGS="--scenarios broker"`.'
+    ),
     "quick": "## Quick figure\n\nNot run yet: `make bench ARGS=--quick`.",
 }
 HARNESS_SCENARIOS = ("fanout1k", "fanout5k", "rooms", "idle", "saturation")
-OWN_SCENARIOS = ("sends", "connect", "wsfanout")
-DEFAULT_SCENARIOS = "fanout1k,rooms,idle,saturation,sends,connect,wsfanout"
+OWN_SCENARIOS = ("sends", "connect", "wsfanout", "broker")
+DEFAULT_SCENARIOS = "fanout1k,rooms,idle,saturation,sends,connect,wsfanout,broker"
 
 
 def section(text: str, begin: str, end: str) -> str | None:
@@ -591,6 +599,13 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     g.add_argument("--ws-subs", type=int, default=1000, help="WebSocket subscribers [1000]")
     g.add_argument("--ws-rate", type=float, default=100, help="msg/s [100]")
     g.add_argument("--ws-procs", type=int, default=2, help="client processes [2]")
+    g = ap.add_argument_group("broker")
+    g.add_argument("--broker-subs", type=int, default=1000, help="SSE subscribers [1000]")
+    g.add_argument("--broker-rate", type=float, default=100, help="msg/s [100]")
+    g.add_argument("--broker-repeats", type=int, default=3, help="runs per broker, lowest kept [3]")
+    g.add_argument(
+        "--redis-url", default="redis://127.0.0.1:6379/14", help="[redis://127.0.0.1:6379/14]"
+    )
     g = ap.add_argument_group("gate (CI)")
     g.add_argument("--gate", action="store_true", help="the CPU-ratio regression gate only")
     g.add_argument("--update-baseline", action="store_true", help="--gate: record the ratio")
@@ -677,6 +692,17 @@ def run_own(args: argparse.Namespace, harness: Path, own: list[str], nchan: bool
             keep=args.keep,
         )
         parts["wsfanout"] = wsfanout.render(res, own_facts(args))
+    if "broker" in own:
+        res = broker.run(
+            harness,
+            subs=args.broker_subs,
+            rate=args.broker_rate,
+            duration=duration,
+            repeats=args.broker_repeats,
+            redis_url=args.redis_url,
+            keep=args.keep,
+        )
+        parts["broker"] = broker.render(res, own_facts(args))
     return parts
 
 
