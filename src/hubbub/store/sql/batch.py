@@ -6,7 +6,10 @@ statement (cache-key generation, parameter processing, the execution context, re
 measured more CPU than SQLite's own work for the statement. On SQLite the send path therefore
 talks to the driver directly with precompiled ``?`` statements and one ``executemany`` per kind
 of statement (SQLite caches the prepared statements per connection). PostgreSQL keeps the
-SQLAlchemy statements (there the round trip to the server is the larger cost).
+SQLAlchemy statements (there the round trip to the server is the larger cost), each one
+statement over arrays (``unnest``) rather than one per row: its text, and asyncpg's prepared
+statement, the same whatever the batch size (64 publishers: 2,768 -> 4,871-5,057 durable sends/s,
+``bench/sends_probe.py --database postgresql+asyncpg://…``).
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ from typing import Any, NamedTuple, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql
 
 from hubbub.changes import Change
 from hubbub.models import Message
 from hubbub.store.changelog import insert_changes, take_positions
 from hubbub.store.schema import members, messages, rooms
 from hubbub.store.sql.engine import Database
-from hubbub.store.sql.rows import READ_UP_TO, SET_HEAD, ensure_users, message_of
+from hubbub.store.sql.rows import ensure_users, message_of
 
 MESSAGE_COLUMNS = (
     "gseq",
@@ -189,8 +193,53 @@ class SqliteBatch:
         )
 
 
+# PostgreSQL: a statement over many rows takes them as arrays (``unnest``), so its text (and
+# asyncpg's prepared statement) is the same whatever the batch size, and it is one statement,
+# not one per row.
+_TEXTS = postgresql.ARRAY(sa.String)
+_INTS = postgresql.ARRAY(sa.BigInteger)
+_PG_MEMBERSHIPS = sa.text(
+    "SELECT m.room_id, m.user_id FROM unnest(:rids, :uids) AS p(rid, uid) "
+    "JOIN members AS m ON m.room_id = p.rid AND m.user_id = p.uid"
+).bindparams(sa.bindparam("rids", type_=_TEXTS), sa.bindparam("uids", type_=_TEXTS))
+_PG_SET_HEADS = sa.text(
+    "UPDATE rooms AS r SET last_seq = p.head, last_rev = p.rev "
+    "FROM unnest(:rids, :heads, :revs) AS p(rid, head, rev) WHERE r.id = p.rid"
+).bindparams(
+    sa.bindparam("rids", type_=_TEXTS),
+    sa.bindparam("heads", type_=_INTS),
+    sa.bindparam("revs", type_=_INTS),
+)
+_PG_READ_UP_TO = sa.text(
+    "UPDATE members AS m SET last_read_seq = p.seq "
+    "FROM unnest(:rids, :uids, :seqs) AS p(rid, uid, seq) "
+    "WHERE m.room_id = p.rid AND m.user_id = p.uid AND m.last_read_seq < p.seq"
+).bindparams(
+    sa.bindparam("rids", type_=_TEXTS),
+    sa.bindparam("uids", type_=_TEXTS),
+    sa.bindparam("seqs", type_=_INTS),
+)
+
+_BOOLS = postgresql.ARRAY(sa.Boolean)
+_COLUMN_ARRAYS: dict[str, sa.types.TypeEngine[Any]] = {
+    "gseq": _INTS,
+    "rev": _INTS,
+    "seq": _INTS,
+    "deleted": _BOOLS,
+}
+_PG_INSERT_MESSAGES = sa.text(
+    f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) "
+    f"SELECT * FROM unnest({', '.join(':' + c for c in MESSAGE_COLUMNS)})"
+).bindparams(*(sa.bindparam(c, type_=_COLUMN_ARRAYS.get(c, _TEXTS)) for c in MESSAGE_COLUMNS))
+_PG_LOCK_ROOMS = sa.text(
+    "SELECT id, name, visibility, created_by, created_at, last_seq, last_rev FROM rooms "
+    "WHERE id = ANY(:rids) ORDER BY id FOR UPDATE"
+).bindparams(sa.bindparam("rids", type_=_TEXTS))
+
+
 class SaBatch:
-    """The same statements in SQLAlchemy Core (PostgreSQL: row locks with ``FOR UPDATE``)."""
+    """The same statements for PostgreSQL, in SQLAlchemy Core: row locks with ``FOR UPDATE``,
+    and the per-row statements as one statement over arrays."""
 
     __slots__ = ("_c", "_db")
 
@@ -202,18 +251,8 @@ class SaBatch:
         ensure_users(self._db, self._c, user_ids)
 
     def lock_rooms(self, room_ids: Sequence[str]) -> list[RoomRow]:
-        query = sa.select(
-            rooms.c.id,
-            rooms.c.name,
-            rooms.c.visibility,
-            rooms.c.created_by,
-            rooms.c.created_at,
-            rooms.c.last_seq,
-            rooms.c.last_rev,
-        ).where(rooms.c.id.in_(room_ids))
-        if self._db.dialect == "postgresql":
-            query = query.with_for_update()
-        return [RoomRow(*r) for r in self._c.execute(query).all()]
+        # In id order, as every writer takes them: concurrent writers queue, never deadlock.
+        return [RoomRow(*r) for r in self._c.execute(_PG_LOCK_ROOMS, {"rids": list(room_ids)})]
 
     def create_rooms(self, rows: Sequence[tuple[str, str]], now: str) -> None:
         self._c.execute(
@@ -232,9 +271,7 @@ class SaBatch:
 
     def memberships(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         found = self._c.execute(
-            sa.select(members.c.room_id, members.c.user_id).where(
-                sa.tuple_(members.c.room_id, members.c.user_id).in_(list(pairs))
-            )
+            _PG_MEMBERSHIPS, {"rids": [r for r, _ in pairs], "uids": [u for _, u in pairs]}
         ).all()
         return {(r.room_id, r.user_id) for r in found}
 
@@ -249,12 +286,36 @@ class SaBatch:
         insert_changes(self._c, now, done)
 
     def set_heads(self, heads: Sequence[tuple[str, int, int]]) -> None:
-        self._c.execute(SET_HEAD, [{"rid": r, "head": h, "rev": v} for r, h, v in heads])
+        if heads:
+            self._c.execute(
+                _PG_SET_HEADS,
+                {
+                    "rids": [r for r, _, _ in heads],
+                    "heads": [h for _, h, _ in heads],
+                    "revs": [v for _, _, v in heads],
+                },
+            )
 
     def insert_messages(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        self._c.execute(
-            messages.insert(), [dict(zip(MESSAGE_COLUMNS, r, strict=True)) for r in rows]
-        )
+        if rows:
+            columns = list(zip(*rows, strict=True))
+            self._c.execute(
+                _PG_INSERT_MESSAGES,
+                {name: list(col) for name, col in zip(MESSAGE_COLUMNS, columns, strict=True)},
+            )
 
     def read_up_to(self, rows: Sequence[tuple[str, str, int]]) -> None:
-        self._c.execute(READ_UP_TO, [{"rid": r, "uid": u, "seq": s} for r, u, s in rows])
+        # One row per pair (an UPDATE … FROM applies one match per row): its highest seq.
+        highest: dict[tuple[str, str], int] = {}
+        for r, u, seq in rows:
+            if seq > highest.get((r, u), 0):
+                highest[(r, u)] = seq
+        if highest:
+            self._c.execute(
+                _PG_READ_UP_TO,
+                {
+                    "rids": [r for r, _ in highest],
+                    "uids": [u for _, u in highest],
+                    "seqs": list(highest.values()),
+                },
+            )
