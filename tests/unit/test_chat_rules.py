@@ -23,7 +23,7 @@ from hubbub.chat.files import FileRules
 from hubbub.chat.messages import MessageRules
 from hubbub.chat.publish import Publisher
 from hubbub.chat.rooms import RoomRules
-from hubbub.chat.writer import Writer
+from hubbub.chat.writer import CommitPacer, Writer
 from hubbub.encoding import Event
 from hubbub.errors import Conflict, Forbidden, HubbubError, Unauthenticated
 from hubbub.hub import CONTROL
@@ -74,7 +74,9 @@ class Chat:
         return Identity(user.id, user.username)
 
 
-async def build(tmp_path: Path, *, batch_max: int = 256, commit_interval: float = 0.0) -> Chat:
+async def build(
+    tmp_path: Path, *, batch_max: int = 256, commit_interval: float = 0.0, pace_window: float = 5.0
+) -> Chat:
     store = CountingStore(f"sqlite:///{tmp_path / 'chat.db'}")
     await store.start()
     broker = MemoryBroker()
@@ -89,6 +91,7 @@ async def build(tmp_path: Path, *, batch_max: int = 256, commit_interval: float 
         trust=False,
         write_batch_max=batch_max,
         commit_interval=commit_interval,
+        pace_window=pace_window,
     )
     files = FileRules(store, rooms, writer, None)
     messages = MessageRules(store, publisher, rooms, files)
@@ -180,6 +183,51 @@ async def test_sends_of_several_people_share_a_paced_commit(
         assert [m["text"] for m in chat.named("message")] == ["first", "second", "third"]
     finally:
         await close(chat)
+
+
+async def test_a_paced_commit_goes_as_soon_as_everyone_sending_is_in(tmp_path: Path) -> None:
+    """Two people sending: the second one's send waits for the other's next send, not for the
+    whole interval (a closed loop of senders is committed the moment they are all in)."""
+    chat = await build(tmp_path, commit_interval=3.0)
+    try:
+        alice, bob = [await chat.user(n) for n in ("alice", "bob")]
+        room_id = await lobby(chat, alice)
+        await chat.rooms.join(bob, room_id)
+        await chat.writer.send(alice, room_id, "one")
+        started = asyncio.get_running_loop().time()
+        from_bob = asyncio.create_task(chat.writer.send(bob, room_id, "two"))
+        await asyncio.sleep(0.1)
+        await chat.writer.send(alice, room_id, "three")
+        await from_bob
+        assert asyncio.get_running_loop().time() - started < 2.0
+        assert chat.store.batches == [1, 2]
+        assert [m["text"] for m in chat.named("message")] == ["one", "two", "three"]
+    finally:
+        await close(chat)
+
+
+def test_the_pacer_waits_for_what_the_rate_and_the_senders_allow() -> None:
+    pacer = CommitPacer(0.005, window=0.25)
+    pacer.arrived("alice", 0.0)
+    assert pacer.expected(0.001) == 0  # alone
+    # 16 people, 1,000 sends/s: five sends arrive in an interval
+    t = 1.0
+    for k in range(2000):
+        t = 1.0 + k / 1000
+        pacer.arrived(f"u{k % 16}", t)
+        if k % 5 == 4:
+            pacer.committing(t)
+    assert pacer.expected(t) == 5
+    # the same rate from two people: no more than two sends to wait for
+    pair = CommitPacer(0.005, window=0.25)
+    for k in range(2000):
+        t = 1.0 + k / 1000
+        pair.arrived(f"u{k % 2}", t)
+        if k % 5 == 4:
+            pair.committing(t)
+    assert pair.expected(t) == 2
+    # people who stopped sending a window ago no longer count
+    assert pair.expected(t + 1.0) == 0
 
 
 async def test_a_lone_sender_is_never_paced(tmp_path: Path) -> None:

@@ -28,10 +28,55 @@ from hubbub.typing.base import Typing
 log = logging.getLogger("hubbub.chat")
 
 
-# Commit pacing (``commit_interval``): only while someone else sent within this many seconds,
-# and only for a batch smaller than this (a full queue is committed at once).
-_OTHERS_ACTIVE = 0.05
-_PACED_BELOW = 16
+# Commit pacing: people who sent within this many seconds are "sending now"; a batch of this
+# many sends is big enough to commit at once (under that load the queue refills during the
+# commit anyway, and waiting would only leave the writer idle).
+PACE_WINDOW = 0.25
+PACED_BELOW = 16
+
+
+class CommitPacer:
+    """How many sends a commit is worth waiting for (``commit_interval``).
+
+    A commit's ``fsync`` costs the same for one send as for fifty, so while several people are
+    sending, a small batch waits — at most until ``interval`` after the previous commit — for
+    the sends that are about to arrive: as many as arrive in an interval at the recent rate,
+    and never more than the number of people sending now (a closed loop of eight senders has
+    eight sends to wait for, and is committed the moment the eighth arrives). One person
+    sending alone never waits: nobody could share the commit."""
+
+    __slots__ = ("_count", "_rate", "_seen", "_since", "interval", "window")
+
+    def __init__(self, interval: float, window: float = PACE_WINDOW) -> None:
+        self.interval = interval
+        self.window = window
+        self._seen: dict[str, float] = {}  # sender → when they last sent
+        self._count = 0  # sends since the last commit
+        self._since = 0.0
+        self._rate = 0.0  # sends per second, smoothed over commits
+
+    def arrived(self, user_id: str, now: float) -> None:
+        self._seen[user_id] = now
+        self._count += 1
+
+    def committing(self, now: float) -> None:
+        elapsed = now - self._since
+        if elapsed > 0:
+            rate = self._count / elapsed
+            self._rate = rate if elapsed > self.window else 0.7 * self._rate + 0.3 * rate
+        self._count = 0
+        self._since = now
+
+    def expected(self, now: float) -> int:
+        """The batch size worth waiting for now; 0 or 1: do not wait."""
+        cutoff = now - self.window
+        stale = [u for u, t in self._seen.items() if t < cutoff]
+        for u in stale:
+            del self._seen[u]
+        senders = len(self._seen)
+        if senders < 2:
+            return 0
+        return min(senders, max(2, round(self._rate * self.interval)))
 
 
 @dataclass(slots=True)
@@ -58,6 +103,7 @@ class Writer:
         max_message_chars: int = MAX_MESSAGE_CHARS,
         write_batch_max: int = 256,
         commit_interval: float = 0.0,
+        pace_window: float = PACE_WINDOW,
         on_stored: Callable[[int], None] | None = None,
     ) -> None:
         self.store = store
@@ -68,7 +114,9 @@ class Writer:
         self.trust = trust
         self.max_message_chars = max_message_chars
         self._batch_max = write_batch_max
-        self._interval = commit_interval
+        self._pacer = CommitPacer(commit_interval, pace_window) if commit_interval > 0 else None
+        self._wake: asyncio.Future[None] | None = None  # a paced commit waiting for sends
+        self._wanted = 0  # … until this many are queued
         # A store that stops answering must not hold every sender: they get 503 and retry
         # (with client_msg_id, a commit that landed after all is answered, not duplicated).
         self.commit_timeout = 5.0
@@ -83,6 +131,7 @@ class Writer:
         """Finish every queued send, then stop the writer."""
         if self._task is not None:
             await self._queue.put(None)
+            self._wake_writer()
             await self._task
             self._task = None
 
@@ -133,16 +182,18 @@ class Writer:
             asyncio.get_running_loop().create_future()
         )
         self._queue.put_nowait(_Job(request, future))
+        if self._pacer is not None:
+            self._pacer.arrived(message.user_id, asyncio.get_running_loop().time())
+            if self._wake is not None and self._queue.qsize() >= self._wanted:
+                self._wake_writer()
         result, event = await future
         return _sent(result, event, message.room_id)
 
     async def _write_loop(self) -> None:
         queue = self._queue
         loop = asyncio.get_running_loop()
-        interval = self._interval
-        last_commit = -interval
-        last_user: str | None = None
-        last_at = -1.0
+        pacer = self._pacer
+        last_commit = -1.0
         stopping = False
         while not stopping:
             job = await queue.get()
@@ -150,20 +201,34 @@ class Writer:
                 break
             jobs = [job]
             stopping = self._take_queued(jobs)
-            if interval > 0 and not stopping and len(jobs) < _PACED_BELOW:
+            if pacer is not None and not stopping:
                 now = loop.time()
-                if job.request.message.user_id != last_user and now - last_at < _OTHERS_ACTIVE:
-                    # A small batch while several people are sending: wait for the rest of
-                    # the interval since the last commit, and the sends arriving meanwhile
-                    # share this commit (a lone sender, or a full queue, never waits).
-                    wait = last_commit + interval - now
-                    if wait > 0:
-                        await asyncio.sleep(wait)
-                        stopping = self._take_queued(jobs)
+                wanted = min(pacer.expected(now), PACED_BELOW, self._batch_max)
+                wait = last_commit + pacer.interval - now
+                if len(jobs) < wanted and wait > 0:
+                    await self._gather(wanted - len(jobs), wait)
+                    stopping = self._take_queued(jobs)
             last_commit = loop.time()
-            last_user = jobs[-1].request.message.user_id
+            if pacer is not None:
+                pacer.committing(last_commit)
             await self._commit(jobs)
-            last_at = loop.time()
+
+    async def _gather(self, more: int, wait: float) -> None:
+        """Until ``more`` sends are queued, or ``wait`` seconds have passed."""
+        loop = asyncio.get_running_loop()
+        wake = self._wake = loop.create_future()
+        self._wanted = more
+        timer = loop.call_later(wait, self._wake_writer)
+        try:
+            await wake
+        finally:
+            timer.cancel()
+            self._wake = None
+
+    def _wake_writer(self) -> None:
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
 
     def _take_queued(self, jobs: list[_Job]) -> bool:
         """Add what has queued up to ``jobs`` (up to a batch); True when the stop mark came."""
