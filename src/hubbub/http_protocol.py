@@ -107,11 +107,20 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     max_head_bytes = 64 * 1024
     head_timeout = 10.0
 
+    # The fast lane of this process's app, worked out by the first connection: class-level,
+    # so an idle stream's protocol object carries no more attributes than uvicorn's own.
+    _lane_app: Any = None
+    _lane: HubbubApp | None = None
+    _trusted: Any = None
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._lane, self._trusted = _fast_lane_of(self.app)
-        if self.access_log or self.root_path or self.limit_concurrency is not None:
-            self._lane = None
+        cls = type(self)
+        if cls._lane_app is not self.app:
+            lane, trusted = _fast_lane_of(self.app)
+            if self.access_log or self.root_path or self.limit_concurrency is not None:
+                lane = None
+            cls._lane, cls._trusted, cls._lane_app = lane, trusted, self.app
         self._in_head = True
         self._head_bytes = 0  # bytes received while a head was incomplete
         self._field_bytes = 0  # the parsed head's size, for a head that arrived in one read
