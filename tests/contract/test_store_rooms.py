@@ -206,3 +206,4 @@ async def test_first_use_of_many_rooms_in_one_batch(store: SqlStore) -> None:
     assert revs(await s.log.room_log("fresh", 0, 10)) == [1, 2]
     again = await s.rooms.enter_rooms([("fresh", "b", "b")])
     assert again[0][1] == []
+    assert await s.rooms.enter_rooms([]) == []

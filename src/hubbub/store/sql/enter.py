@@ -44,6 +44,8 @@ def enter(sql: BatchSql, items: Sequence[tuple[str, str, str]]) -> Entered:
     first item that names it (its admin); a user joins a public room once (the first item of
     a repeated pair); a private room is never joined here. Each item gets its room and the
     changes its join logged (none for a repeat, a member, or a private room)."""
+    if not items:
+        return []
     now = utc_now()
     sql.ensure_users(sorted({u for _, u, _ in items}), now)
     locked = {r.id: r for r in sql.lock_rooms(sorted({r for r, _, _ in items}))}
