@@ -24,6 +24,7 @@ from .common import (
     running,
     workdir,
 )
+from .gate import step_problems
 from .sends import facts_lines
 
 BEGIN, END = "<!-- run.py:broker -->", "<!-- /run.py:broker -->"
@@ -68,13 +69,7 @@ def run(
                     )
                     reps.append(rep)
                 errors = srv.log_errors()
-            good = [
-                r
-                for r in reps
-                if r["cpu_us_per_event"]
-                and (r["delivered_pct"] or 0) >= 99
-                and not r["publish_errors"]
-            ]
+            good = [r for r in reps if r["cpu_us_per_event"] and not step_problems(name, r)]
             best = min(good, key=lambda r: r["cpu_us_per_event"], default=None)
             out["results"][name] = {
                 "repeats": reps,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -48,10 +48,6 @@ class TickBatch(Generic[K, V]):
             return future.result()
         # Shielded: one caller giving up does not cancel the answer the others wait for.
         return await asyncio.shield(future)
-
-    async def get_many(self, keys: Sequence[K]) -> dict[K, V | None]:
-        answers = await asyncio.gather(*(self.get(k) for k in keys))
-        return dict(zip(keys, answers, strict=True))
 
     async def _run(self) -> None:
         try:

@@ -9,19 +9,17 @@ themselves are in ``batch.py`` (plain SQL on the ``sqlite3`` driver; SQLAlchemy 
 
 from __future__ import annotations
 
-import sqlite3
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection
 
 from hubbub.changes import Change, Pending
 from hubbub.encoding import line_safe_json
 from hubbub.models import Message, is_personal, utc_now
 from hubbub.store.base import AppendOutcome, AppendRequest, AppendResult
-from hubbub.store.sql.batch import BatchSql, SaBatch, SqliteBatch
+from hubbub.store.sql.batch import BatchSql, run_batch
 from hubbub.store.sql.engine import Database, new_id
 from hubbub.store.sql.rows import entered, room_of
 
@@ -31,19 +29,8 @@ _json_encode = msgspec.json.Encoder().encode
 async def append_batch(
     db: Database, items: Sequence[AppendRequest], known: set[str]
 ) -> list[AppendResult]:
-    """One write transaction for the batch: on SQLite straight on the driver, in the writer
-    thread; on PostgreSQL through SQLAlchemy."""
-    if db.dialect == "sqlite":
-
-        def on_driver(raw: sqlite3.Connection) -> list[AppendResult]:
-            return append(SqliteBatch(raw), items, known)
-
-        return await db.write_driver(on_driver)
-
-    def on_engine(conn: Connection) -> list[AppendResult]:
-        return append(SaBatch(db, conn), items, known)
-
-    return await db.write(on_engine)
+    """One write transaction for the batch (``batch.run_batch``)."""
+    return await run_batch(db, lambda sql: append(sql, items, known))
 
 
 def append(sql: BatchSql, items: Sequence[AppendRequest], known: set[str]) -> list[AppendResult]:

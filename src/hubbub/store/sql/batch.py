@@ -15,8 +15,8 @@ statement, the same whatever the batch size (64 publishers: 2,768 -> 4,871-5,057
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
-from typing import Any, NamedTuple, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
@@ -74,6 +74,17 @@ class MessageRow(NamedTuple):
     edited_at: str | None
     deleted: bool
     file: str | None
+
+
+T = TypeVar("T")
+
+
+async def run_batch(db: Database, work: Callable[[BatchSql], T]) -> T:
+    """``work`` in one write transaction, over this database's statements: on SQLite the
+    writer's ``sqlite3`` driver in the writer thread, on PostgreSQL SQLAlchemy."""
+    if db.dialect == "sqlite":
+        return await db.write_driver(lambda raw: work(SqliteBatch(raw)))
+    return await db.write(lambda conn: work(SaBatch(db, conn)))
 
 
 class BatchSql(Protocol):

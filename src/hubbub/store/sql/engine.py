@@ -21,11 +21,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -96,6 +97,12 @@ def _set_pragmas(dbapi_conn: Any, sync_mode: str) -> None:
     cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def json_array(values: Sequence[Any]) -> str:
+    """Many keys as one parameter (SQLite: ``IN (SELECT value FROM json_each(?))``), so a
+    statement's text, and its prepared form, is the same whatever their number."""
+    return msgspec.json.encode(list(values)).decode()
 
 
 def new_id() -> str:

@@ -10,15 +10,12 @@ PostgreSQL, one round trip per kind of statement whatever the batch size.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
-
-from sqlalchemy import Connection
 
 from hubbub.changes import Change, Pending
 from hubbub.encoding import line_safe_json
 from hubbub.models import Room, is_personal, utc_now
-from hubbub.store.sql.batch import BatchSql, SaBatch, SqliteBatch
+from hubbub.store.sql.batch import BatchSql, run_batch
 from hubbub.store.sql.engine import Database
 from hubbub.store.sql.rows import entered, room_of
 
@@ -26,17 +23,7 @@ Entered = list[tuple[Room, list[Change]]]
 
 
 async def enter_rooms(db: Database, items: Sequence[tuple[str, str, str]]) -> Entered:
-    if db.dialect == "sqlite":
-
-        def on_driver(raw: sqlite3.Connection) -> Entered:
-            return enter(SqliteBatch(raw), items)
-
-        return await db.write_driver(on_driver)
-
-    def on_engine(conn: Connection) -> Entered:
-        return enter(SaBatch(db, conn), items)
-
-    return await db.write(on_engine)
+    return await run_batch(db, lambda sql: enter(sql, items))
 
 
 def enter(sql: BatchSql, items: Sequence[tuple[str, str, str]]) -> Entered:

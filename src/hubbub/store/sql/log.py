@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import msgspec
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
@@ -13,7 +12,7 @@ from hubbub.changes import Change, Entry, LoggedMessage, merge
 from hubbub.models import is_personal, personal_channel
 from hubbub.store.changelog import room_changes, to_change, user_changes
 from hubbub.store.schema import changes, counters, members, messages, rooms
-from hubbub.store.sql.engine import Database
+from hubbub.store.sql.engine import Database, json_array
 from hubbub.store.sql.rows import logged
 
 _HEADS = "SELECT id, last_rev FROM rooms WHERE id IN (SELECT value FROM json_each(?))"
@@ -26,7 +25,7 @@ class SqlChangeLog:
     async def heads(self, room_ids: list[str]) -> dict[str, int]:
         """Each room's newest ``rev`` (the head of its log), in one query."""
         if self._db.raw_reads:  # SQLite: one statement text for any number of rooms
-            keys = msgspec.json.encode(list(room_ids)).decode()
+            keys = json_array(room_ids)
             found = await self._db.read_driver(lambda raw: raw.execute(_HEADS, (keys,)).fetchall())
             return {room_id: int(rev) for room_id, rev in found}
         rows = await self._db.all(

@@ -6,7 +6,6 @@ import sqlite3
 from collections.abc import Sequence
 from typing import cast
 
-import msgspec
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
@@ -14,7 +13,8 @@ from hubbub.auth.names import username_key
 from hubbub.models import Role, Room
 from hubbub.store.base import SessionRecord
 from hubbub.store.schema import members, rooms, sessions, users
-from hubbub.store.sql.engine import Database
+from hubbub.store.sql.batch import RoomRow
+from hubbub.store.sql.engine import Database, json_array
 from hubbub.store.sql.rows import room_of
 
 
@@ -97,7 +97,7 @@ class SqlLookups:
         out: dict[str, list[str]] = {r: [] for r in room_ids}
         if self._db.raw_reads:
             found = await self._db.read_driver(
-                lambda raw: raw.execute(_MEMBER_IDS, (_json_list(room_ids),)).fetchall()
+                lambda raw: raw.execute(_MEMBER_IDS, (json_array(room_ids),)).fetchall()
             )
         else:
             found = await self._db.all(
@@ -114,7 +114,7 @@ class SqlLookups:
 # keys (the keys travel as one JSON array), so SQLite's statement cache keeps it compiled.
 
 _ROOMS_IN = (
-    "SELECT id, name, visibility, created_by, created_at, last_seq FROM rooms "
+    "SELECT id, name, visibility, created_by, created_at, last_seq, last_rev FROM rooms "
     "WHERE id IN (SELECT value FROM json_each(?))"
 )
 # By the exact (room, user) pairs: one index probe each (rooms × users would probe them all).
@@ -128,26 +128,14 @@ _MEMBER_IDS = (
 )
 
 
-def _json_list(values: Sequence[str]) -> str:
-    return msgspec.json.encode(list(values)).decode()
-
-
 def _room_access_sqlite(
     raw: sqlite3.Connection, pairs: Sequence[tuple[str, str]], room_ids: Sequence[str]
 ) -> dict[tuple[str, str], tuple[Room, Role | None]]:
     found = {
-        r[0]: Room(
-            id=r[0],
-            name=r[1],
-            visibility=r[2],
-            created_by=r[3],
-            created_at=r[4],
-            last_seq=int(r[5]),
-        )
-        for r in raw.execute(_ROOMS_IN, (_json_list(room_ids),))
+        row.id: room_of(row)
+        for row in map(RoomRow._make, raw.execute(_ROOMS_IN, (json_array(room_ids),)))
     }
     roles = {
-        (m[0], m[1]): cast(Role, str(m[2]))
-        for m in raw.execute(_ROLES_OF, (msgspec.json.encode(pairs).decode(),))
+        (m[0], m[1]): cast(Role, str(m[2])) for m in raw.execute(_ROLES_OF, (json_array(pairs),))
     }
     return {(r, u): (found[r], roles.get((r, u))) for r, u in pairs if r in found}

@@ -13,18 +13,13 @@ from sqlalchemy import Connection
 
 from hubbub.changes import LoggedMessage, Pending
 from hubbub.models import FileInfo, Message, Room, personal_channel, utc_now
-from hubbub.store.schema import members, reactions, rooms, users
+from hubbub.store.schema import members, reactions, users
 from hubbub.store.sql.engine import Database
 
 _json_encode = msgspec.json.Encoder().encode
 _file_decoder = msgspec.json.Decoder(FileInfo)
 _ts_decoder = msgspec.json.Decoder(int | float | str | None)
 
-SET_HEAD = (
-    rooms.update()
-    .where(rooms.c.id == sa.bindparam("rid"))
-    .values(last_seq=sa.bindparam("head"), last_rev=sa.bindparam("rev"))
-)
 # A read pointer only moves forward.
 READ_UP_TO = (
     members.update()
