@@ -20,7 +20,7 @@ from hubbub.encoding import line_safe_json
 from hubbub.models import Message, is_personal, utc_now
 from hubbub.store.base import AppendOutcome, AppendRequest, AppendResult
 from hubbub.store.sql.batch import BatchSql, run_batch
-from hubbub.store.sql.engine import Database, new_id
+from hubbub.store.sql.engine import Database, new_message_id
 from hubbub.store.sql.rows import entered, room_of
 
 _json_encode = msgspec.json.Encoder().encode
@@ -117,7 +117,7 @@ def append(sql: BatchSql, items: Sequence[AppendRequest], known: set[str]) -> li
             seq += 1
             m = items[i].message
             built[i] = Message(
-                id=new_id(),
+                id=new_message_id(),
                 room_id=room_id,
                 seq=seq,
                 user_id=m.user_id,

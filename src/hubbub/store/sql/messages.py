@@ -18,14 +18,16 @@ from hubbub.store.changelog import lock_room, record
 from hubbub.store.schema import changes, files, members, messages, reactions
 from hubbub.store.sql.append import append_batch
 from hubbub.store.sql.engine import INTEGRITY, UNAVAILABLE, Database
+from hubbub.store.sql.fts_index import FtsCatchUp
 from hubbub.store.sql.rows import READ_UP_TO, with_reactions
 
 log = logging.getLogger("hubbub.store")
 
 
 class SqlMessages:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, fts: FtsCatchUp) -> None:
         self._db = db
+        self._fts = fts
         self._known_users: set[str] = set()  # trust-mode users known to exist
 
     async def append_batch(self, items: Sequence[AppendRequest]) -> list[AppendResult]:
@@ -35,6 +37,7 @@ class SqlMessages:
         try:
             results = await append_batch(self._db, items, self._known_users)
             self._remember_users(items)
+            self._fts.note_stored()
             return results
         except UNAVAILABLE:
             raise
@@ -48,7 +51,9 @@ class SqlMessages:
                 # Perhaps another node stored the same client_msg_id between our check and our
                 # insert: once more, and the re-check finds it.
                 try:
-                    return await append_batch(self._db, items, self._known_users)
+                    again_results = await append_batch(self._db, items, self._known_users)
+                    self._fts.note_stored()
+                    return again_results
                 except UNAVAILABLE:
                     raise
                 except Exception as again:

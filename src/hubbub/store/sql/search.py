@@ -11,12 +11,14 @@ from hubbub.fulltext import Span, highlights
 from hubbub.models import Message, utc_now
 from hubbub.store import search as fts
 from hubbub.store.sql.engine import Database
+from hubbub.store.sql.fts_index import FtsCatchUp
 from hubbub.store.sql.rows import with_reactions
 
 
 class SqlSearch:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, fts: FtsCatchUp) -> None:
         self._db = db
+        self._fts = fts
 
     async def find(
         self,
@@ -34,6 +36,7 @@ class SqlSearch:
         else:
             offset, snapshot = fts.decode_cursor(cursor)
         dialect = self._db.dialect
+        await self._fts.catch_up()  # what was stored before this search is found by it
 
         def work(conn: Connection) -> list[Message]:
             rows = fts.search_rows(

@@ -7,6 +7,7 @@ from hubbub.store.roles import Accounts, ChangeLog, FileIndex, Lookups, Messages
 from hubbub.store.sql.accounts import SqlAccounts
 from hubbub.store.sql.engine import Database
 from hubbub.store.sql.files import SqlFileIndex
+from hubbub.store.sql.fts_index import FtsCatchUp
 from hubbub.store.sql.log import SqlChangeLog
 from hubbub.store.sql.lookups import SqlLookups
 from hubbub.store.sql.messages import SqlMessages
@@ -20,19 +21,22 @@ class SqlStore:
 
     def __init__(self, url: str, *, sqlite_synchronous: str = "FULL") -> None:
         self.db = Database(url, sqlite_synchronous=sqlite_synchronous)
+        self.fts = FtsCatchUp(self.db)
         self.accounts: Accounts = SqlAccounts(self.db)
         self.rooms: Rooms = SqlRooms(self.db)
-        self.messages: Messages = SqlMessages(self.db)
+        self.messages: Messages = SqlMessages(self.db, self.fts)
         self.log: ChangeLog = SqlChangeLog(self.db)
-        self.search: Search = SqlSearch(self.db)
+        self.search: Search = SqlSearch(self.db, self.fts)
         self.files: FileIndex = SqlFileIndex(self.db)
         self.lookups: Lookups = SqlLookups(self.db)
 
     async def start(self) -> None:
         """Migrate the schema to head (several nodes at once: one migrates, the rest wait)."""
         await self.db.start()
+        self.fts.start()
 
     async def close(self) -> None:
+        await self.fts.close()
         await self.db.close()
 
     async def ping(self) -> None:
