@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from hubbub import __version__
-from hubbub.api import activity, auth, errors, files, messages, ops, rooms, search
+from hubbub.api import activity, auth, errors, files, messages, ops, rooms, search, server
 from hubbub.api import openapi as openapi_docs
 from hubbub.api.guard import RequestGuard
 from hubbub.api.raw import (
@@ -166,6 +166,7 @@ def build_fastapi(holder: HubbubApp) -> FastAPI:
         app.include_router(router)
     app.include_router(search.router)
     app.include_router(files.router)
+    app.include_router(server.router)
     openapi_docs.install(app)
     install_web_app(app)  # the browser app: GET / and /static/*
     return app

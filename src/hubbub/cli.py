@@ -85,6 +85,27 @@ def serve(
         str | None,
         Opt(help="trust mode: Host names answered besides the bound address and localhost"),
     ] = None,
+    cors_origins: Annotated[
+        str | None,
+        Opt(help="comma-separated origins that get CORS headers [HUBBUB_CORS_ORIGINS, none]"),
+    ] = None,
+    server_key: Annotated[
+        str | None,
+        Opt(help="server API key(s), comma-separated for rotation [HUBBUB_SERVER_KEY, off]"),
+    ] = None,
+    jwt_public_key: Annotated[
+        str | None,
+        Opt(help="your identity service's public key(s): PEM, or a PEM/JWKS file path"),
+    ] = None,
+    jwt_audience: Annotated[
+        str | None, Opt(help="required 'aud' of tokens signed with --jwt-public-key")
+    ] = None,
+    webhook_url: Annotated[
+        str | None, Opt(help="POST every stored change here [HUBBUB_WEBHOOK_URL, off]")
+    ] = None,
+    webhook_secret: Annotated[
+        str | None, Opt(help="HMAC-SHA256 key for Hubbub-Signature [HUBBUB_WEBHOOK_SECRET]")
+    ] = None,
 ) -> None:
     """Run the server (SQLite + in-memory fan-out unless told otherwise)."""
     from hubbub.server import TrustModeRefused, WorkersNeedBroker
@@ -113,6 +134,12 @@ def serve(
         max_streams_per_user=max_streams_per_user,
         max_pending_streams=max_pending_streams,
         allowed_hosts=allowed_hosts,
+        cors_origins=cors_origins,
+        server_key=server_key,
+        jwt_public_key=jwt_public_key,
+        jwt_audience=jwt_audience,
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
     )
     try:
         run(settings)

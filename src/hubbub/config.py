@@ -139,12 +139,45 @@ class Settings(BaseSettings):
     )
     shutdown_timeout: float = 10.0
 
+    # plugging Hubbub into an application (API.md: CORS, Server API, your own auth, webhooks)
+    cors_origins: str = Field(
+        default="",
+        description="comma-separated origins that get CORS headers (credentials allowed) on "
+        "every chat and auth route; default: none",
+    )
+    server_key: str | None = Field(
+        default=None,
+        description="the server API's key(s), sent as 'Authorization: Bearer <key>'; several "
+        "comma-separated keys are all accepted (rotation); unset: the server API is off (403)",
+    )
+    jwt_public_key: str | None = Field(
+        default=None,
+        description="your identity service's public key(s): PEM text, or a path to a PEM or "
+        "JWKS file (several keys allowed); RS256, ES256 and EdDSA access tokens it signs are "
+        "accepted beside Hubbub's own",
+    )
+    jwt_audience: str | None = Field(
+        default=None, description="the 'aud' your identity service's tokens must carry"
+    )
+    webhook_url: str | None = Field(
+        default=None, description="POST each stored change here (at least once, in order per room)"
+    )
+    webhook_secret: str | None = Field(
+        default=None, description="HMAC-SHA256 key of the Hubbub-Signature header"
+    )
+
     def shared_broker(self) -> bool:
         """Whether nodes share state through the broker URL (read as every backend reads it)."""
         return backend_of(self.broker) == "redis"
 
     def origins(self) -> list[str]:
         return [o.strip() for o in self.allowed_origins.split(",") if o.strip()]
+
+    def cors_allowlist(self) -> frozenset[str]:
+        return frozenset(o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip())
+
+    def server_keys(self) -> list[str]:
+        return [k.strip() for k in (self.server_key or "").split(",") if k.strip()]
 
     def database_url(self) -> str:
         if self.database:

@@ -14,6 +14,7 @@ from hubbub.backend_url import namespace
 from hubbub.batch import TickBatch
 from hubbub.broker.base import open_broker
 from hubbub.chat.activity import Activity
+from hubbub.chat.backend import BackendRules
 from hubbub.chat.files import FileRules
 from hubbub.chat.messages import MessageRules
 from hubbub.chat.publish import Publisher
@@ -134,6 +135,7 @@ class Runtime:
             refresh_token_ttl=settings.refresh_token_ttl,
             ticket_ttl=settings.ticket_ttl,
         )
+        self.backend = BackendRules(self.store, self.writer, self.publisher, self.auth, trust=trust)
         self._housekeeping: asyncio.Task[None] | None = None
         self._resyncer: asyncio.Task[None] | None = None
         # Everything the stream transports use, and all they are given.

@@ -182,6 +182,25 @@ class PasswordChangedOut(msgspec.Struct):
     status: Literal["password_changed"]
 
 
+# Server API --------------------------------------------------------------------------------
+
+
+class Notification(msgspec.Struct):
+    id: Annotated[str, _doc("Its cursor: as valid as any `id` of `/chat/events`.")]
+    event: str
+    data: Any
+    created_at: str
+
+
+class NotificationOut(msgspec.Struct):
+    status: Literal["sent"]
+    notification: Notification
+
+
+class StatusOut(msgspec.Struct):
+    status: Literal["sent"]
+
+
 # WebSocket ops -----------------------------------------------------------------------------
 
 Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]
@@ -229,4 +248,7 @@ DOCUMENTED: tuple[type, ...] = (
     TokenOut,
     TicketOut,
     PasswordChangedOut,
+    Notification,
+    NotificationOut,
+    StatusOut,
 )

@@ -173,11 +173,17 @@ class Writer:
     async def append(self, message: NewMessage) -> Sent:
         """Queue for the writer (trust mode: room, membership and user on first use) and wait
         for the commit. Checked already: files append their message here too."""
+        return await self.append_request(
+            AppendRequest(
+                message, create_room=self.trust, join_public=self.trust, create_user=self.trust
+            )
+        )
+
+    async def append_request(self, request: AppendRequest) -> Sent:
+        """Queue one append as it is (the server API chooses its own first-use rules)."""
         if self._task is None or self._task.done():
             raise Unavailable("the server is shutting down", code="shutting_down")
-        request = AppendRequest(
-            message, create_room=self.trust, join_public=self.trust, create_user=self.trust
-        )
+        message = request.message
         future: asyncio.Future[tuple[AppendResult, Event | None]] = (
             asyncio.get_running_loop().create_future()
         )

@@ -61,6 +61,8 @@ class AppendRequest(msgspec.Struct, frozen=True):
     create_room: bool = False
     join_public: bool = False
     create_user: bool = False
+    # The server API speaks for the application: a ``system`` message needs no membership.
+    system: bool = False
 
 
 class AppendResult(msgspec.Struct, frozen=True):

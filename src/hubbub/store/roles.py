@@ -9,7 +9,7 @@ raise, because callers turn it into their own 404 or 403.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from hubbub.changes import Change, Entry
 from hubbub.models import FileRecord, Member, Message, Role, Room, User, Visibility
@@ -31,6 +31,19 @@ class Accounts(Protocol):
     async def ensure_user(self, user_id: str) -> None:
         """Trust mode: the user ``user_id`` (named ``user_id``) exists afterwards; a repeat
         does nothing."""
+        ...
+
+    async def provision_user(self, user_id: str, username: str) -> tuple[User, bool]:
+        """The server API's user ``user_id`` named ``username`` (no password): created, or, when
+        the id exists, renamed to ``username`` if that differs; ``(user, created)``. A name
+        taken by another user raises ``IntegrityError`` and changes nothing."""
+        ...
+
+    async def delete_user(self, user_id: str) -> list[str] | None:
+        """In one transaction: the user, their sessions, refresh tokens and tickets go (their
+        memberships must be gone already: the caller removes them through ``Rooms`` so each
+        is logged). The ids of the sessions that were live; ``None``: no such user. Their
+        messages stay, under their id and name."""
         ...
 
     async def user_by_name(self, username: str) -> tuple[User, str | None] | None:
@@ -273,6 +286,12 @@ class ChangeLog(Protocol):
     async def log_between(self, after: int, through: int, channels: Sequence[str]) -> list[Entry]:
         """The entries of ``channels`` (rooms and personal channels) with stream positions in
         ``(after, through]``, in position order; no limit (the hub asks for gaps it saw)."""
+        ...
+
+    async def notify(self, user_id: str, event: str, data: Any) -> Change:
+        """A notification for one user (the server API's ``SendToUser``), logged on their
+        personal channel as ``notification`` with data ``{"event", "data", "created_at"}``:
+        delivered like every personal change and replayed on resume."""
         ...
 
     async def visible_position(self, user_id: str, room_ids: Sequence[str]) -> int:

@@ -36,6 +36,35 @@ class SqlAccounts:
     async def ensure_user(self, user_id: str) -> None:
         await self._db.write(lambda c: ensure_users(self._db, c, [user_id]))
 
+    async def provision_user(self, user_id: str, username: str) -> tuple[User, bool]:
+        def work(conn: Connection) -> tuple[User, bool]:
+            row = conn.execute(sa.select(users).where(users.c.id == user_id)).first()
+            if row is None:
+                user = User(id=user_id, username=username, created_at=utc_now())
+                conn.execute(
+                    users.insert().values(id=user_id, username=username, created_at=user.created_at)
+                )
+                return user, True
+            if row.username != username:
+                conn.execute(users.update().where(users.c.id == user_id).values(username=username))
+            return User(id=row.id, username=username, created_at=row.created_at), False
+
+        return await self._db.write(work)
+
+    async def delete_user(self, user_id: str) -> list[str] | None:
+        def work(conn: Connection) -> list[str] | None:
+            if conn.execute(sa.select(users.c.id).where(users.c.id == user_id)).first() is None:
+                return None
+            live = _revoke_sessions(conn, user_id, None)
+            mine = sa.select(sessions.c.id).where(sessions.c.user_id == user_id)
+            conn.execute(sa.delete(refresh_tokens).where(refresh_tokens.c.session_id.in_(mine)))
+            conn.execute(sa.delete(tickets).where(tickets.c.user_id == user_id))
+            conn.execute(sa.delete(sessions).where(sessions.c.user_id == user_id))
+            conn.execute(sa.delete(users).where(users.c.id == user_id))
+            return live
+
+        return await self._db.write(work)
+
     async def user_by_name(self, username: str) -> tuple[User, str | None] | None:
         """The account named exactly ``username``, else the one whose name is the same
         regardless of case and Unicode form (``auth/names.py``)."""

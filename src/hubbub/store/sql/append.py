@@ -73,7 +73,7 @@ def append(sql: BatchSql, items: Sequence[AppendRequest], known: set[str]) -> li
             results[i] = AppendResult(AppendOutcome.NO_ROOM)
             continue
         key_member = (m.room_id, m.user_id)
-        if key_member not in membership:
+        if key_member not in membership and not it.system:
             if room.visibility == "private":
                 results[i] = AppendResult(AppendOutcome.HIDDEN)
                 continue

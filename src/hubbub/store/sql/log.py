@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from hubbub.changes import Change, Entry, LoggedMessage, merge
-from hubbub.models import is_personal, personal_channel
-from hubbub.store.changelog import room_changes, to_change, user_changes
+from hubbub.changes import Change, Entry, LoggedMessage, Pending, merge
+from hubbub.models import is_personal, personal_channel, utc_now
+from hubbub.store.changelog import record, room_changes, to_change, user_changes
 from hubbub.store.schema import changes, counters, members, messages, rooms
 from hubbub.store.sql.engine import Database, json_array
 from hubbub.store.sql.rows import logged
@@ -86,6 +87,16 @@ class SqlChangeLog:
             return merge(found, changed, limit, by_position=True)
 
         return await self._db.read(work, snapshot=True)  # one moment, as room_log
+
+    async def notify(self, user_id: str, event: str, data: Any) -> Change:
+        def work(conn: Connection) -> Change:
+            now = utc_now()
+            payload = {"event": event, "data": data, "created_at": now}
+            channel = personal_channel(user_id)
+            [change] = record(conn, now, [Pending(channel, "notification", payload)])
+            return change
+
+        return await self._db.write(work)
 
     async def rev_at(self, room_id: str, seq: int) -> int:
         """The ``rev`` of message ``seq`` (or of the newest one before it): where a client that
