@@ -151,3 +151,14 @@ ERROR_STATUSES: dict[int, str] = {
     429: "Rate limited; `Retry-After` says when to try again",
     503: "Store or broker unavailable, or the server is shutting down; nothing changed",
 }
+
+NOTICES_DESCRIPTION = """\
+Seed 000's notification stream, for its SolidJS `useSSE('/api/sse')` hook as written: first
+`event: connected` (data `{"status": "ok"}`), then every notification your backend sends the
+caller with `POST /server/users/{user_id}/notifications` as a plain `message` event whose
+`data` is the notification's own `data` JSON. Each has an `id:` (a number): reconnecting with
+`Last-Event-ID` (or `?last_event_id=`) replays the notifications stored after it, then goes
+live, with no gap and no duplicate. Identity as on every stream (cookie, Bearer, `?ticket=`;
+trust mode: `User-ID`, `user_id` or the guest cookie). `/chat/events` and the WebSocket carry the
+same notifications as `event: notification` with `{"event", "data", "created_at"}`.
+"""

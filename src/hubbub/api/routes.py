@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from hubbub.api.openapi_text import (
     ALL_DESCRIPTION,
+    NOTICES_DESCRIPTION,
     POLL_DESCRIPTION,
     SEND_DESCRIPTION,
     STREAM_DESCRIPTION,
@@ -26,6 +27,7 @@ from hubbub.api.raw import Receive, Scope, Send
 from hubbub.api.send import SendRoute
 from hubbub.models import Message
 from hubbub.transports.longpoll import DEFAULT_TIMEOUT, MAX_LIMIT, MAX_TIMEOUT, poll
+from hubbub.transports.notices import notice_stream
 from hubbub.transports.sse import room_stream
 from hubbub.transports.websocket import websocket_endpoint
 from hubbub.wire import ChangesPage, SendBody, SendOut
@@ -156,6 +158,13 @@ def _room_events(rt: Runtime) -> RawHandler:
 def _poll_room(rt: Runtime) -> RawHandler:
     async def handle(scope: Scope, receive: Receive, send: Send, p: dict[str, str]) -> None:
         await poll(rt.streams, scope, receive, send, p["room_id"])
+
+    return handle
+
+
+def _api_sse(rt: Runtime) -> RawHandler:
+    async def handle(scope: Scope, receive: Receive, send: Send, _: dict[str, str]) -> None:
+        await notice_stream(rt.streams, scope, receive, send)
 
     return handle
 
@@ -323,6 +332,28 @@ ROUTES: tuple[RawRoute, ...] = (
         replies={200: _EVENT_STREAM},
         errors=_STREAM_ERRORS,
         refuse_malformed=True,
+    ),
+    RawRoute(
+        "GET",
+        "/api/sse",
+        _api_sse,
+        operation_id="notification_stream",
+        summary="SSE stream of my notifications (seed 000)",
+        description=NOTICES_DESCRIPTION,
+        tags=("streams",),
+        access=Access.STREAM,
+        rate_limited=True,
+        parameters=(
+            Param(
+                "last_event_id",
+                "query",
+                {"type": "string"},
+                description="an id this stream sent (a number)",
+            ),
+            _LAST_EVENT_ID,
+        ),
+        replies={200: _EVENT_STREAM},
+        errors=dict.fromkeys((400, 401, 429, 503)),
     ),
 )
 
