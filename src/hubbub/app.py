@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from hubbub import __version__
 from hubbub.api import activity, auth, errors, files, messages, ops, rooms, search, server
 from hubbub.api import openapi as openapi_docs
+from hubbub.api.cors import Cors, CorsSend, send_preflight
 from hubbub.api.guard import RequestGuard
 from hubbub.api.raw import (
     Receive,
@@ -59,9 +60,17 @@ class HubbubApp:
         self.raw: Dispatch | None = None  # the raw routes, bound while the runtime runs
         self.send_route: SendRoute | None = None  # the same route, for the fast lane
         self.guard = RequestGuard(settings)
+        self.cors = Cors(settings.cors_allowlist())
         self.api = build_fastapi(self)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.cors.active:
+            origin = self.cors.origin_of(scope)
+            if origin is not None:
+                if self.cors.is_preflight(scope):
+                    await send_preflight(send, self.cors.preflight_headers(scope, origin))
+                    return
+                send = CorsSend(send, self.cors.answer_headers(origin))
         if scope["type"] != "lifespan":
             try:
                 self.guard.check(scope)
@@ -104,6 +113,15 @@ class HubbubApp:
     async def answer_send(self, scope: Scope, body: bytes, too_large: bool) -> Reply:
         """``POST /chat/messages`` from the HTTP protocol's fast lane (``http_protocol.py``):
         the same checks as :meth:`__call__` gives it, without ASGI."""
+        reply = await self._answer_send(scope, body, too_large)
+        if self.cors.active:
+            origin = self.cors.origin_of(scope)
+            if origin is not None:
+                cors = self.cors.answer_headers(origin)
+                reply = reply._replace(headers=[*(reply.headers or ()), *cors])
+        return reply
+
+    async def _answer_send(self, scope: Scope, body: bytes, too_large: bool) -> Reply:
         route = self.send_route
         if route is None:
             return error_reply(Unavailable("the server is starting or stopping"))

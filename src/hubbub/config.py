@@ -171,7 +171,10 @@ class Settings(BaseSettings):
         return backend_of(self.broker) == "redis"
 
     def origins(self) -> list[str]:
-        return [o.strip() for o in self.allowed_origins.split(",") if o.strip()]
+        """Origins trusted besides our own: ``allowed_origins`` and the CORS allowlist (the
+        operator's own front ends), for the WebSocket Origin check and the cross-site guard."""
+        given = f"{self.allowed_origins},{self.cors_origins}"
+        return [o.strip().rstrip("/") for o in given.split(",") if o.strip()]
 
     def cors_allowlist(self) -> frozenset[str]:
         return frozenset(o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip())
