@@ -178,3 +178,41 @@ async def test_a_ticket_ends_with_its_session(store: SqlStore) -> None:
     await s.accounts.revoke_sessions(user.id)
     assert await s.accounts.consume_ticket("kd") is None
     assert await s.accounts.consume_ticket("kc") == (user.id, None)
+
+
+async def test_provision_user_creates_renames_and_refuses_a_taken_name(store: SqlStore) -> None:
+    s = store
+    user, created = await s.accounts.provision_user("ext-1", "Carol")
+    assert created and (user.id, user.username) == ("ext-1", "Carol")
+    again, created = await s.accounts.provision_user("ext-1", "Carol")
+    assert not created and again.id == "ext-1"
+    renamed, created = await s.accounts.provision_user("ext-1", "Caroline")
+    assert not created and renamed.username == "Caroline"
+    found = await s.accounts.user_by_id("ext-1")
+    assert found is not None and found.username == "Caroline"
+    await s.accounts.create_user("Dave", "hash")
+    with pytest.raises(sa.exc.IntegrityError):
+        await s.accounts.provision_user("ext-2", "Dave")
+    assert await s.accounts.user_by_id("ext-2") is None  # nothing changed
+    with pytest.raises(sa.exc.IntegrityError):
+        await s.accounts.provision_user("ext-1", "Dave")
+    found = await s.accounts.user_by_id("ext-1")
+    assert found is not None and found.username == "Caroline"
+
+
+async def test_delete_user_takes_sessions_tokens_and_tickets_along(store: SqlStore) -> None:
+    s = store
+    erin = await s.accounts.create_user("Erin", "hash")
+    live = await s.accounts.create_session(erin.id, 3600)
+    gone = await s.accounts.create_session(erin.id, 3600)
+    await s.accounts.revoke_session(gone.id)
+    await s.accounts.add_refresh_token("refresh-hash", live.id, 3600)
+    await s.accounts.add_ticket("ticket-hash", erin.id, live.id, 60)
+    assert await s.accounts.delete_user(erin.id) == [live.id]
+    assert await s.accounts.user_by_id(erin.id) is None
+    assert await s.accounts.session(live.id) is None
+    assert await s.accounts.use_refresh_token("refresh-hash") is None
+    assert await s.accounts.consume_ticket("ticket-hash") is None
+    assert await s.accounts.delete_user(erin.id) is None
+    # the name is free again
+    assert (await s.accounts.create_user("Erin", "hash2")).username == "Erin"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import msgspec
 import sqlalchemy as sa
 
 from hubbub.changes import Change, LoggedMessage
@@ -242,3 +243,22 @@ async def test_visible_position_counts_only_what_the_user_can_see(store: SqlStor
     assert await s.log.visible_position("v", ["theirs"]) == joined[0].position
     await s.messages.mark_read("theirs", "u", 1)  # u's personal read change
     assert await s.log.visible_position("v", ["theirs"]) == joined[0].position
+
+
+async def test_notify_logs_on_the_personal_channel_in_position_order(store: SqlStore) -> None:
+    s = store
+    await s.accounts.ensure_user("nu")
+    before = await s.log.position()
+    first = await s.log.notify("nu", "order.created", {"id": 1})
+    second = await s.log.notify("nu", "order.shipped", [1, "two", None])
+    assert (first.room_id, first.name) == ("@nu", "notification")
+    assert before < first.position < second.position
+    payload = msgspec.json.decode(first.data)
+    assert payload["event"] == "order.created" and payload["data"] == {"id": 1}
+    assert payload["created_at"].endswith("Z")
+    page = await s.log.user_log("nu", before, 10, only_room="@nu")
+    assert [(e.name, msgspec.json.decode(e.data)["data"]) for e in page] == [
+        ("notification", {"id": 1}),
+        ("notification", [1, "two", None]),
+    ]
+    assert await s.log.user_log("someone-else", before, 10, only_room="@someone-else") == []
