@@ -28,6 +28,8 @@ from hubbub.api.send import SendRoute
 from hubbub.models import Message
 from hubbub.transports.longpoll import DEFAULT_TIMEOUT, MAX_LIMIT, MAX_TIMEOUT, poll
 from hubbub.transports.notices import notice_stream
+from hubbub.transports.seed_ws import DESCRIPTION as SEED_WS_DESCRIPTION
+from hubbub.transports.seed_ws import seed_chat_endpoint
 from hubbub.transports.sse import room_stream
 from hubbub.transports.websocket import websocket_endpoint
 from hubbub.wire import ChangesPage, SendBody, SendOut
@@ -176,6 +178,13 @@ def _websocket(rt: Runtime) -> RawHandler:
     return handle
 
 
+def _seed_chat(rt: Runtime) -> RawHandler:
+    async def handle(scope: Scope, receive: Receive, send: Send, _: dict[str, str]) -> None:
+        await seed_chat_endpoint(rt.streams, scope, receive, send)
+
+    return handle
+
+
 # The table -------------------------------------------------------------------------------
 
 # One Server-Sent Event as a client's parser reads it (the shape OpenAPI 3.2 gives the events of
@@ -300,6 +309,27 @@ ROUTES: tuple[RawRoute, ...] = (
         tags=("streams",),
         access=Access.STREAM,
         rate_limited=True,
+        replies={101: Reply("switching to WebSocket")},
+        errors={404: "a plain HTTP GET, not a WebSocket handshake: there is nothing here"},
+    ),
+    RawRoute(
+        WEBSOCKET,
+        "/ws/chat",
+        _seed_chat,
+        operation_id="seed_chat_websocket",
+        summary="WebSocket of one room's messages (seed 000)",
+        description=SEED_WS_DESCRIPTION,
+        tags=("streams",),
+        access=Access.STREAM,
+        rate_limited=True,
+        parameters=(
+            Param(
+                "room",
+                "query",
+                {"type": "string", "default": "general"},
+                description="the room to follow and send to",
+            ),
+        ),
         replies={101: Reply("switching to WebSocket")},
         errors={404: "a plain HTTP GET, not a WebSocket handshake: there is nothing here"},
     ),
