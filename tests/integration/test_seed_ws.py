@@ -152,6 +152,17 @@ async def test_two_clients_see_each_others_messages_once_in_order(trust_server: 
     assert [m["text"] for m in stored][-len(texts) :] == texts
 
 
+async def test_a_socket_is_listening_once_it_is_open(trust_server: Server) -> None:
+    """No warm-up needed: a message sent the moment the socket has opened reaches it (it joins
+    the room's listeners before the handshake's answer is written)."""
+    async with client(trust_server.url) as http:
+        for i in range(15):
+            room = uniq("open")
+            async with chat(trust_server, {"room": room, "user_id": "ivy"}) as ivy:
+                posted = await say(http, "jon", room, f"right away {i}")
+                assert (await ivy.next())["id"] == posted["id"]
+
+
 async def test_the_default_room_is_general_and_a_sent_message_is_stored_first(
     trust_server: Server,
 ) -> None:

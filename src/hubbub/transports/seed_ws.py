@@ -34,7 +34,7 @@ from hubbub.encoding import to_json, ws_text_frame
 from hubbub.errors import BadRequest, HubbubError, Invalid
 from hubbub.hub import Connection, ConnectionKind
 from hubbub.models import ClientTimestamp
-from hubbub.transports.resume import StreamLife
+from hubbub.transports.resume import StreamLife, replay_room
 from hubbub.transports.sse import drop_when_unacknowledged
 from hubbub.transports.websocket import POLICY_VIOLATION, WsFlow, refuse
 
@@ -236,8 +236,6 @@ async def seed_chat_endpoint(deps: StreamDeps, scope: Scope, receive: Receive, s
         await _refuse_after_accept(send, error, accept)
         return
 
-    with life.setting_up():
-        await send(accept)
     transport.set_write_buffer_limits(high=deps.config.buffer_bytes)
     drop_when_unacknowledged(transport, deps.config.stale_timeout)
 
@@ -261,12 +259,17 @@ async def seed_chat_endpoint(deps: StreamDeps, scope: Scope, receive: Receive, s
             if conn.flow.write_paused:  # it sends but does not read
                 deps.hub.cut_off(conn)
 
-    deps.hub.connections.add(conn)
     try:
         await life.begin(conn)
-        await deps.hub.attach(conn, room_id, replaying=False)
+        # Listening before the client sees the socket open: whatever is sent once it is open
+        # reaches it. What arrives meanwhile queues; the accept is written in this same step
+        # (nothing else writes to the socket before it), then the queue, then live.
+        await deps.hub.attach(conn, room_id, replaying=True)
+        after = deps.hub.head(room_id)
+        await send(accept)
         if await life.ended_meanwhile():
             return
+        await replay_room(deps, conn, room_id, after, replay=False)
         life.settled()
         while True:
             message = await receive()
