@@ -78,7 +78,8 @@ class Hub:
         self._personal_hooks: list[Callable[[Event], None]] = []
         self._session_hooks: list[Callable[[list[str]], None]] = []
         self.closing = False
-        # Told of every membership change passed on (caches of member lists keep current).
+        # Told of every membership and presence change passed on (the connect-time caches of
+        # member lists and statuses keep current: ``transports/resume.PresenceSnapshots``).
         self.membership_observer: Callable[[Event], None] | None = None
 
     # lifecycle ---------------------------------------------------------------------------
@@ -253,7 +254,9 @@ class Hub:
         """``event`` is next in ``room``'s order: to the room's connections this tick, and to
         the ``/chat/events`` streams once every stream position before it is known."""
         self._add(room, event)
-        if self.membership_observer is not None and event.name.startswith("member_"):
+        if self.membership_observer is not None and (
+            event.name.startswith("member_") or event.name == "presence"
+        ):
             self.membership_observer(event)
         if room.all:
             if event.position is None:

@@ -9,6 +9,7 @@ log without going live.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import time
@@ -197,7 +198,9 @@ class PresenceSnapshots:
     stream; only the statuses are looked up per connect (memory, or one Redis round trip)."""
 
     MEMBERS_TTL = 30.0
+    STATUS_TTL = 1.0
     _MAX_ROOMS = 10_000
+    _MAX_STATUSES = 100_000
 
     def __init__(self, hub: Hub, store: Store, presence: Presence) -> None:
         self.hub = hub
@@ -207,10 +210,25 @@ class PresenceSnapshots:
         self._members: dict[str, tuple[float, object | None, list[str]]] = {}
         self._events: dict[tuple[str, str, str], Event] = {}
         self._reads: TickBatch[str, list[str]] = TickBatch(store.lookups.member_ids)
+        # user → (expiry, status): a connect storm into one room of N members would otherwise
+        # ask the Presence backend for all N on every connect (N² Redis commands). Kept current
+        # by the presence events this node passes on (``noted``); trusted for STATUS_TTL.
+        self._statuses: dict[str, tuple[float, str]] = {}
+        self._flights: dict[str, asyncio.Future[dict[str, str]]] = {}
         hub.membership_observer = self.noted
 
     def noted(self, event: Event) -> None:
-        """A membership change passed through this node: keep the cached member list current."""
+        """A membership or presence change passed through this node: keep the cached member
+        list and statuses current."""
+        if event.name == "presence":
+            try:
+                found = msgspec.json.decode(event.data)
+                user, status = str(found["user_id"]), str(found["status"])
+            except (msgspec.DecodeError, KeyError, TypeError):
+                return
+            if user in self._statuses:
+                self._statuses[user] = (time.monotonic() + self.STATUS_TTL, status)
+            return
         cached = self._members.get(event.room_id)
         if cached is None or event.name not in ("member_joined", "member_left"):
             return
@@ -261,12 +279,56 @@ class PresenceSnapshots:
                 ids = [u for u in ids if u not in seen]
             if not ids:
                 continue
-            status = await self.presence.statuses(ids)
+            status = await self._statuses_of(room_id, ids)
             for user_id in ids:
                 seen.add(user_id)
                 now = status.get(user_id, "offline")
                 if now != "offline":
                     out.append(self._event(room_id, user_id, now))
+        return out
+
+    def _fresh(self, ids: list[str], now: float) -> tuple[dict[str, str], list[str]]:
+        known: dict[str, str] = {}
+        missing: list[str] = []
+        for user_id in ids:
+            cached = self._statuses.get(user_id)
+            if cached is not None and cached[0] > now:
+                known[user_id] = cached[1]
+            else:
+                missing.append(user_id)
+        return known, missing
+
+    async def _statuses_of(self, room_id: str, ids: list[str]) -> dict[str, str]:
+        """The members' statuses, from the cache where fresh; the rest asked once per room
+        however many connects of that room arrive meanwhile (one request in flight)."""
+        known, missing = self._fresh(ids, time.monotonic())
+        if not missing:
+            return known
+        flight = self._flights.get(room_id)
+        if flight is not None:
+            await asyncio.shield(flight)
+            known, missing = self._fresh(ids, time.monotonic())
+            if not missing:
+                return known
+        flight = asyncio.ensure_future(self._refresh(missing))
+        self._flights[room_id] = flight
+        flight.add_done_callback(lambda done: self._landed(room_id, done))
+        found = await asyncio.shield(flight)
+        return {**known, **found}
+
+    def _landed(self, room_id: str, flight: asyncio.Future[dict[str, str]]) -> None:
+        if self._flights.get(room_id) is flight:
+            del self._flights[room_id]
+
+    async def _refresh(self, user_ids: list[str]) -> dict[str, str]:
+        found = await self.presence.statuses(user_ids)
+        if len(self._statuses) > self._MAX_STATUSES:
+            self._statuses.clear()
+        expiry = time.monotonic() + self.STATUS_TTL
+        out: dict[str, str] = {}
+        for user_id in user_ids:
+            status = out[user_id] = found.get(user_id, "offline")
+            self._statuses[user_id] = (expiry, status)
         return out
 
 
