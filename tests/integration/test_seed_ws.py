@@ -335,12 +335,32 @@ async def test_jwt_a_private_room_needs_membership(jwt_server: Server) -> None:
         error = await outsider.error()
         code, _ = await outsider.closed()
     assert (code, error["code"]) == (4404, "room_not_found")
-    async with chat(jwt_server, {"room": uniq("nosuch")}, additional_headers=other.auth) as c:
-        assert (await c.error())["code"] == "room_not_found"
-        assert (await c.closed())[0] == 4404
     async with chat(jwt_server, {"room": room}, additional_headers=owner.auth) as member:
         await member.say("members only")
         await member.message("members only")
+
+
+async def test_jwt_a_missing_room_is_created_public_on_first_use(jwt_server: Server) -> None:
+    """The seed's client always opens ``general``: on a fresh server that must work too."""
+    first, second = await account(jwt_server, "wsnew1"), await account(jwt_server, "wsnew2")
+    room = uniq("fresh")
+    async with (
+        chat(jwt_server, {"room": room}, additional_headers=first.auth) as a,
+        chat(jwt_server, {"room": room}, additional_headers=second.auth) as b,
+    ):
+        await a.say("first use")
+        for c in (a, b):
+            assert (await c.message("first use"))["user_id"] == first.user_id
+    async with client(jwt_server.url) as http:
+        r = await http.get(f"/chat/room/{room}", headers=second.auth)
+        assert r.status_code == 200, r.text
+        assert r.json()["visibility"] == "public"
+        r = await http.get(f"/chat/room/{room}/members", headers=second.auth)
+        members = {m["user_id"] for m in r.json()["members"]}
+        assert {first.user_id, second.user_id} <= members
+    async with chat(jwt_server, {}, additional_headers=first.auth) as general:
+        await general.say("in general")
+        assert (await general.message("in general"))["room_id"] == "general"
 
 
 async def test_jwt_removal_and_logout_end_the_socket(jwt_server: Server) -> None:

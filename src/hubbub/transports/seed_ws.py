@@ -2,8 +2,8 @@
 
 The seed's client knows one thing: every text frame it receives is a chat message (it parses the
 frame and shows ``msg.text``), and it sends ``{"type": "message", "text": "…"}``. So this socket
-follows one room (``room`` query, default ``general``), entered on connect (trust mode: first
-use creates and joins; jwt mode: a public room is joined, a private one needs membership), and
+follows one room (``room`` query, default ``general``), entered on connect as on first use (a
+missing room is created public, a public one joined, a private one needs membership), and
 carries only that room's messages, each as one bare message JSON. Sends take the same path as
 ``POST /chat/messages`` (rate limit, validation, the writer: stored before anyone sees it);
 a refused frame is answered ``{"type": "error", "error": {code, message}}`` and the socket stays.
@@ -31,7 +31,7 @@ from hubbub.api.guard import origin_allowed
 from hubbub.api.raw import Receive, Scope, Send, credentials, decode_json, query
 from hubbub.auth.identity import Identity
 from hubbub.encoding import to_json, ws_text_frame
-from hubbub.errors import BadRequest, HubbubError, Invalid
+from hubbub.errors import BadRequest, Conflict, HubbubError, Invalid, NotFound
 from hubbub.hub import Connection, ConnectionKind
 from hubbub.models import ClientTimestamp
 from hubbub.transports.resume import StreamLife, replay_room
@@ -179,12 +179,24 @@ class MessagesOnly:
 
 
 async def _enter(deps: StreamDeps, who: Identity, room_id: str) -> None:
-    """Trust mode: first use (created and joined). jwt mode: a public room is joined; a
-    private one needs membership already (404 otherwise, as on every route)."""
-    if deps.rooms.trust:
-        await deps.rooms.member_of(who, room_id)
-    else:
-        await deps.rooms.join(who, room_id)
+    """First use, in both modes (API.md: "joined on connect like trust mode's first use"): a
+    room that does not exist is created public and joined, a public one joined; a private room
+    needs membership already (404 otherwise, as on every route). The seed's client always opens
+    ``general``, so in jwt mode too it must work on a fresh server; any signed-in user may create
+    a public room anyway (``POST /chat/rooms``)."""
+    rooms = deps.rooms
+    if rooms.trust:
+        await rooms.member_of(who, room_id)
+        return
+    try:
+        await rooms.join(who, room_id)
+    except NotFound:
+        if await deps.store.rooms.room(room_id) is not None:
+            raise  # private, and not a member
+        try:
+            await rooms.create_room(who, room_id, "public", room_id)
+        except Conflict:  # someone else created it meanwhile
+            await rooms.join(who, room_id)
 
 
 async def _refuse_after_accept(send: Send, exc: HubbubError, accept: dict[str, Any]) -> None:
@@ -303,9 +315,10 @@ async def seed_chat_endpoint(deps: StreamDeps, scope: Scope, receive: Receive, s
 
 DESCRIPTION = """Seed 000's SolidJS `useWebSocket('/ws/chat')` chat, verbatim.
 
-The socket follows one room (`room` query, default `general`), entered on connect: in trust mode
-created and joined on first use; in jwt mode (session cookie, Bearer token or `?ticket=`) a
-public room is joined and a private one needs membership. Client → server: a text frame
+The socket follows one room (`room` query, default `general`), entered on connect as on trust
+mode's first use, in both modes (jwt: session cookie, Bearer token or `?ticket=`): a room that
+does not exist is created (public) and joined, a public one joined; a private room needs
+membership. Client → server: a text frame
 `{"type": "message", "text": "…"}` (optionally `client_msg_id`, `timestamp`) is sent to the room
 exactly as `POST /chat/messages` sends (rate limit, validation, stored before anyone sees it);
 nothing is sent back for it but the message itself. Server → client: every message of the room,
@@ -313,5 +326,5 @@ each as one text frame holding the message JSON, no envelope; nothing else (typi
 edits, reactions and membership events are not sent). A refused frame is answered `{"type":
 "error", "error": {"code", "message"}}` and the socket stays open; frames over 64 KiB close it
 with 1009. A refused connection gets that error frame and then close code 4000 + the HTTP status
-(4401 unauthenticated, 4404 unknown or private room, 4422 invalid room id); removal from the
+(4401 unauthenticated, 4404 a private room, 4422 an invalid room id); removal from the
 room closes it with 4403, a revoked session with 4401, shutdown with 1012."""
