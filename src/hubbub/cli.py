@@ -142,6 +142,10 @@ def serve(
         webhook_secret=webhook_secret,
     )
     try:
+        if settings.jwt_public_key:  # a bad key stops here, not in a worker's start-up
+            from hubbub.auth.external_keys import load_public_keys
+
+            load_public_keys(settings.jwt_public_key)
         run(settings)
     except (TrustModeRefused, WorkersNeedBroker, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)

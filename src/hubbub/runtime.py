@@ -8,6 +8,7 @@ import contextlib
 import logging
 
 from hubbub.auth.accounts import Accounts
+from hubbub.auth.external_keys import describe, load_public_keys
 from hubbub.auth.identity import Authenticator
 from hubbub.auth.tokens import TokenSigner
 from hubbub.backend_url import namespace
@@ -46,7 +47,11 @@ class Runtime:
             settings.database_url(), sqlite_synchronous=settings.sqlite_synchronous
         )
         self.broker = open_broker(settings.broker, settings.broker_prefix)
-        self.signer = TokenSigner(settings.resolved_secret())
+        # --jwt-public-key is read once, here (``hubbub serve`` has checked it before starting)
+        external = load_public_keys(settings.jwt_public_key) if settings.jwt_public_key else None
+        if external is not None:
+            log.info("accepting access tokens signed by: %s", ", ".join(describe(external)))
+        self.signer = TokenSigner(settings.resolved_secret(), external, settings.jwt_audience)
         use_cursor_secret(settings.resolved_secret())
         self.auth = Authenticator(
             settings.auth,

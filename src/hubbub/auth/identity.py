@@ -2,7 +2,10 @@
 
 ``jwt``: a Bearer access token, else a one-time ``?ticket=`` (only on the GETs that open a
 stream, which pass ``allow_ticket=True``; anywhere else a ticket is 401), else the HttpOnly session
-cookie. A ticket carries the session that asked for it, and dies with it. Any ``user_id`` the
+cookie. A ticket carries the session that asked for it, and dies with it. A Bearer token may
+also be one the application's identity service signed (``--jwt-public-key``): it has no
+Hubbub session (nothing to revoke here; it lasts until its ``exp``, and so do tickets it asks
+for), and its user is created on first sight (``auth/external_users.py``). Any ``user_id`` the
 request names (seed query parameter, body field, ``User-ID`` header) must be the caller (by id or
 username), so nobody can speak or listen as someone else.
 
@@ -14,7 +17,6 @@ that account.
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -22,14 +24,15 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from hubbub.auth.tokens import TokenSigner, token_hash
+from hubbub.auth.external_users import ExternalUsers
+from hubbub.auth.tokens import EXTERNAL, TokenSigner, token_hash
+from hubbub.auth.tokens import USER_ID_RE as USER_ID_RE  # re-exported: what a user id is
 from hubbub.batch import TickBatch
 from hubbub.errors import BadRequest, Forbidden, Unauthenticated
 from hubbub.store.base import SessionRecord, Store
 
 SESSION_COOKIE = "hubbub_session"
 GUEST_COOKIE = "hubbub_guest"
-USER_ID_RE = re.compile(r"[A-Za-z0-9_.@:~-]{1,64}")
 SESSION_CACHE_SECONDS = 5.0
 # How long "no account has this id or username" is believed (trust mode). Short: the first
 # send creates the row, after which the name resolves for good.
@@ -83,6 +86,7 @@ class Authenticator:
         self._sessions: dict[str, tuple[float, SessionRecord | None]] = {}
         self._ended: set[str] = set()  # sessions revoked through this process
         self._usernames: dict[str, str] = {}
+        self._external = ExternalUsers(store)
         # trust mode: a claimed name -> (user id, username) of the row it stands for
         self._known_users: dict[str, tuple[str, str]] = {}
         self._unknown_users: dict[str, float] = {}
@@ -154,6 +158,11 @@ class Authenticator:
 
     async def _from_claims(self, claims: Mapping[str, object]) -> Identity:
         user_id = str(claims["sub"])
+        if claims.get(EXTERNAL) is True:
+            username = await self._external.username(user_id, claims.get("name"))
+            if self._usernames.get(user_id) != username:  # tickets name the user from here
+                self._remember_username(user_id, username)
+            return Identity(user_id, username)
         sid = claims.get("sid")
         if isinstance(sid, str):
             record = await self.session(sid)
@@ -196,6 +205,7 @@ class Authenticator:
         """``name`` may now be an account (it was just registered): resolve it afresh."""
         self._known_users.pop(name, None)
         self._unknown_users.pop(name, None)
+        self._external.forget(name)
 
     async def _username(self, user_id: str) -> str:
         name = self._usernames.get(user_id)
@@ -203,10 +213,13 @@ class Authenticator:
             name = await self._username_reads.get(user_id)
             if name is None:
                 raise Unauthenticated("the user no longer exists", code="invalid_token")
-            if len(self._usernames) > _CACHE_MAX:
-                self._usernames.clear()
-            self._usernames[user_id] = name
+            self._remember_username(user_id, name)
         return name
+
+    def _remember_username(self, user_id: str, name: str) -> None:
+        if len(self._usernames) > _CACHE_MAX:
+            self._usernames.clear()
+        self._usernames[user_id] = name
 
     # trust -------------------------------------------------------------------------------
 
