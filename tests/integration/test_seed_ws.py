@@ -14,6 +14,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -21,7 +22,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.integration.test_conformance import uniq
+from tests.integration.test_conformance import RawWebSocket, uniq
 from tests.integration.test_sessions import Session, login, register, ticket
 from tests.support import Server, client, say
 
@@ -256,6 +257,61 @@ async def test_binary_frames_are_refused_and_over_64_kib_closes_with_1009(
         code, frames = await fay.closed()
         assert code == 1009, (code, frames)
         assert frames == []
+
+
+def drain(raw: RawWebSocket) -> int:
+    """Read until the server has closed the connection; the bytes read (-1: still open)."""
+    got = len(raw.buf)
+    raw.sock.settimeout(5)
+    try:
+        while chunk := raw.sock.recv(65536):
+            got += len(chunk)
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        return -1
+    return got
+
+
+async def test_a_socket_that_stops_reading_is_cut_off_and_others_go_on(data_dir: Path) -> None:
+    """The hub's bound holds here too: a seed socket that reads nothing while its room is busy
+    is dropped (its client reconnects); the server never holds the room's traffic for it."""
+    server = Server(
+        data_dir,
+        auth="trust",
+        env={"HUBBUB_RATE_LIMIT_PER_SECOND": "0", "HUBBUB_STREAM_BUFFER_BYTES": "262144"},
+    ).start()
+    room, count = "busy", 800
+    raw = RawWebSocket.connect(server.port, f"/ws/chat?room={room}&user_id=deaf", rcvbuf=4096)
+    try:
+        async with chat(server, {"room": room, "user_id": "ear"}, max_queue=None) as ear:
+            await live(ear)
+            rss_before = server.rss_kib()
+            text = "€" * 3990  # ~12 kB a frame: ~10 MB in all
+
+            async def send_all() -> None:
+                async with client(server.url) as http:
+                    for start in range(0, count, 50):
+                        await asyncio.gather(
+                            *(
+                                say(http, "loud", room, f"{i} {text}")
+                                for i in range(start, start + 50)
+                            )
+                        )
+
+            async def read_all() -> list[dict[str, Any]]:
+                return [await ear.next(timeout=60) for _ in range(count)]
+
+            got, _ = await asyncio.gather(read_all(), send_all())
+            # the socket that reads gets everything, in order
+            assert sorted(m["seq"] for m in got) == [m["seq"] for m in got]
+            assert len({m["seq"] for m in got}) == count
+            assert server.rss_kib() - rss_before < 64 * 1024
+            drained = await asyncio.to_thread(drain, raw)
+            assert 0 <= drained < count * 12_000 // 2, drained  # dropped, well short of it all
+    finally:
+        raw.close()
+        server.stop()
 
 
 async def test_a_foreign_origin_is_refused(trust_server: Server) -> None:
