@@ -25,6 +25,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+from websockets.asyncio.client import connect
 
 from tests.support import (
     SECRET,
@@ -229,6 +230,25 @@ async def test_send_stream_and_ticket_with_an_own_token(jwks_server: Server, alg
         assert_error(r, 401, "invalid_ticket")
         r = await http.get(f"/chat/room/{room}/history", headers=bearer(token))
         assert r.status_code == 200 and [m["text"] for m in r.json()] == ["hello from my own auth"]
+
+
+async def test_websocket_with_a_ticket_from_an_own_token(jwks_server: Server) -> None:
+    sub = new_sub()
+    token = SIGNERS["ES256"].token(sub, name="Socket User")
+    async with client(jwks_server.url) as http:
+        r = await http.post(
+            "/chat/rooms", headers=bearer(token), json={"name": f"w-{sub}", "visibility": "public"}
+        )
+        room = r.json()["id"]
+        ticket = (await http.post("/auth/ticket", headers=bearer(token))).json()["ticket"]
+    url = jwks_server.url.replace("http://", "ws://") + f"/chat/ws?ticket={ticket}"
+    async with connect(url, open_timeout=10, ping_interval=None) as ws:
+        await ws.send(json.dumps({"op": "send", "room_id": room, "message": "via ws", "ref": 7}))
+        async with asyncio.timeout(10):
+            while (frame := json.loads(await ws.recv()))["event"] != "ack":
+                pass
+    assert frame["ref"] == 7
+    assert (frame["data"]["user_id"], frame["data"]["username"]) == (sub, "Socket User")
 
 
 async def test_ten_concurrent_first_requests_make_one_user(jwks_server: Server) -> None:
