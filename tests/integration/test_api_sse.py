@@ -99,3 +99,32 @@ async def test_trust_mode_guest_cookie_stream(tmp_path_factory: pytest.TempPathF
                 assert await stream.wait_messages(1) == ["finished"]
     finally:
         s.stop()
+
+
+async def test_a_notification_sent_the_moment_the_head_arrives_is_delivered(
+    server: Server,
+) -> None:
+    """The seed's hook counts itself connected on ``onopen`` (the response head): the stream
+    must already be listening then, not only once ``connected`` arrives."""
+    alice = await signup(server, "onopen")
+    host, port = server.host, server.port
+    async with client(server.url) as http:
+        for n in range(10):
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(
+                b"GET /api/sse HTTP/1.1\r\nHost: %s:%d\r\nAuthorization: Bearer %s\r\n\r\n"
+                % (host.encode(), port, alice.token.encode())
+            )
+            await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            assert head.startswith(b"HTTP/1.1 200")
+            r = await http.post(
+                f"/server/users/{alice.id}/notifications",
+                json={"event": "now", "data": {"n": n}},
+                headers=KEY,
+            )
+            assert r.status_code == 201
+            seen = b""
+            while b'{"n":%d}' % n not in seen:
+                seen += await asyncio.wait_for(reader.read(65536), 5)
+            writer.close()

@@ -25,7 +25,13 @@ from hubbub.hub import Connection, ConnectionKind
 from hubbub.models import channel_user, personal_channel
 from hubbub.transports.handoff import hand_over
 from hubbub.transports.resume import StreamLife, events_of, replay_user
-from hubbub.transports.sse import keep_until_lost, send_stream_error, start_stream, uvicorn_seam
+from hubbub.transports.sse import (
+    keep_until_lost,
+    open_connection,
+    send_head,
+    send_stream_error,
+    uvicorn_seam,
+)
 
 if TYPE_CHECKING:
     from hubbub.transports.context import StreamDeps
@@ -74,10 +80,7 @@ class AllRoomsStreams:
         except HubbubError as exc:
             await send_stream_error(send, exc)
             return
-        with life.setting_up():
-            conn = await start_stream(
-                deps.config, send, transport, flow, who, ConnectionKind.EVENTS
-            )
+        conn = open_connection(deps.config, transport, flow, who, ConnectionKind.EVENTS)
         self._locks[conn] = lock = asyncio.Lock()
         self.streams.add(conn)
 
@@ -89,13 +92,16 @@ class AllRoomsStreams:
         try:
             await life.begin(conn)
             async with lock:
-                # Listen first (everything queues), then look: nothing falls between.
+                # Listen first (everything queues), then look: nothing falls between. The
+                # head goes out once everything listens: a client that sends on ``onopen``
+                # finds its stream listening.
                 await deps.hub.attach(conn, personal_channel(who.user_id), replaying=True)
+                room_ids = await deps.store.rooms.room_ids_of(who.user_id)
+                await asyncio.gather(*[deps.hub.attach(conn, r, replaying=True) for r in room_ids])
+                await send_head(send, who)
                 if await life.ended_meanwhile():
                     await cleanup()
                     return
-                room_ids = await deps.store.rooms.room_ids_of(who.user_id)
-                await asyncio.gather(*[deps.hub.attach(conn, r, replaying=True) for r in room_ids])
                 # A fresh stream starts at the newest entry its caller can see: its cursor
                 # never moves with activity in rooms the caller cannot read.
                 start = (

@@ -26,7 +26,13 @@ from hubbub.hub import Connection, ConnectionKind
 from hubbub.models import MAX_SEQ, personal_channel
 from hubbub.transports.handoff import hand_over
 from hubbub.transports.resume import StreamLife
-from hubbub.transports.sse import keep_until_lost, send_stream_error, start_stream, uvicorn_seam
+from hubbub.transports.sse import (
+    keep_until_lost,
+    open_connection,
+    send_head,
+    send_stream_error,
+    uvicorn_seam,
+)
 
 if TYPE_CHECKING:
     from hubbub.transports.context import StreamDeps
@@ -77,12 +83,14 @@ async def notice_stream(deps: StreamDeps, scope: Scope, receive: Receive, send: 
     except HubbubError as exc:
         await send_stream_error(send, exc)
         return
-    with life.setting_up():
-        conn = await start_stream(deps.config, send, transport, flow, who, ConnectionKind.SSE)
+    conn = open_connection(deps.config, transport, flow, who, ConnectionKind.SSE)
     channel = notices_channel(who.user_id)
     try:
         await life.begin(conn)
-        await deps.hub.attach(conn, channel, replaying=True)  # listen first, then read
+        # Listen before the head goes out (the seed's hook counts as connected on ``onopen``),
+        # then read the store.
+        await deps.hub.attach(conn, channel, replaying=True)
+        await send_head(send, who)
         if await life.ended_meanwhile():
             await life.end()
             return

@@ -51,23 +51,23 @@ def drop_when_unacknowledged(transport: Any, seconds: float) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, option, int(seconds * 1000))
 
 
-async def start_stream(
-    config: StreamConfig,
-    send: Send,
-    transport: Any,
-    flow: Any,
-    who: Identity,
-    kind: ConnectionKind,
+def open_connection(
+    config: StreamConfig, transport: Any, flow: Any, who: Identity, kind: ConnectionKind
 ) -> Connection:
-    """Send the SSE response head and set the socket up for the hub: a bounded write buffer,
-    and the kernel dropping a peer that acknowledges nothing."""
+    """The stream as the hub sees it, its socket set up: a bounded write buffer, and the kernel
+    dropping a peer that acknowledges nothing. Made before the response head goes out, so the
+    stream can listen first: a client that sees the head (``EventSource.onopen``) and sends at
+    once finds its stream already listening."""
+    transport.set_write_buffer_limits(high=config.buffer_bytes)
+    drop_when_unacknowledged(transport, config.stale_timeout)
+    return Connection(transport, flow, who.user_id, kind, who.session_id)
+
+
+async def send_head(send: Send, who: Identity) -> None:
     headers = list(SSE_HEADERS)
     if who.set_cookie:
         headers.append((b"set-cookie", who.set_cookie.encode("latin-1")))
     await send({"type": "http.response.start", "status": 200, "headers": headers})
-    transport.set_write_buffer_limits(high=config.buffer_bytes)
-    drop_when_unacknowledged(transport, config.stale_timeout)
-    return Connection(transport, flow, who.user_id, kind, who.session_id)
 
 
 def uvicorn_seam(send: Send) -> tuple[Any, Any]:
@@ -132,12 +132,13 @@ async def room_stream(
         await send_stream_error(send, exc)
         return
 
-    with life.setting_up():
-        conn = await start_stream(deps.config, send, transport, flow, who, ConnectionKind.SSE)
+    conn = open_connection(deps.config, transport, flow, who, ConnectionKind.SSE)
     try:
         await life.begin(conn)
-        # Everything live queues until the hello (and the replay) are out.
+        # Listening before the head goes out; everything live queues until the hello (and the
+        # replay) are out.
         await deps.hub.attach(conn, room_id, replaying=True)
+        await send_head(send, who)
         if await life.ended_meanwhile():
             await life.end()
             return
