@@ -6,6 +6,7 @@
  *   hub.on('message', (m) => show(m));         // every room you belong to, in order, once
  *   hub.on('state', ({ state }) => banner(state));
  *   hub.connect();                             // GET /chat/events; resumes by itself
+ *   // new Hubbub({ shareTabs: true }): one /chat/events for all of this user's tabs
  *   await hub.send('general', 'hello');        // client_msg_id + retry: never lost, never twice
  *
  * Documented in docs/client-js.md. The web app at `/` is built on it.
@@ -84,6 +85,14 @@ const sleep = (ms, signal) =>
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 
+/** How many stream ids a tab remembers to drop a repeat (a hand-over may replay a few). */
+const SEEN_IDS = 5000;
+
+/** Whether this page can share one stream between its tabs (Web Locks + BroadcastChannel). */
+export function canShareTabs() {
+  return typeof BroadcastChannel === 'function' && typeof globalThis.navigator?.locks?.request === 'function';
+}
+
 /** Exponential back-off with jitter: ~0.5 s, 1 s, 2 s, 4 s … capped at `cap`. */
 function backoff(attempt, cap = 10_000) {
   const base = Math.min(cap, 500 * 2 ** attempt);
@@ -102,6 +111,9 @@ export class Hubbub {
    *   (0, 1, …) when the server gave no `Retry-After`; default ~0.5 s doubling up to 10 s
    * @param {typeof fetch} [options.fetch]
    * @param {typeof EventSource} [options.EventSource]
+   * @param {boolean} [options.shareTabs] one `/chat/events` for all of this user's tabs on this
+   *   origin (a leader tab holds it and passes every event on); default false. Where Web Locks
+   *   or BroadcastChannel are missing (plain http:// other than localhost) each tab has its own
    */
   constructor(options = {}) {
     this.baseUrl = (options.baseUrl ?? '').replace(/\/$/, '');
@@ -123,6 +135,15 @@ export class Hubbub {
     this._attempt = 0;
     this._timer = null;
     this._wanted = false;
+    // Tab sharing (see _joinTabs): off when not asked for or not supported.
+    this.shareTabs = Boolean(options.shareTabs) && canShareTabs();
+    this._role = null; // 'leader' | 'follower' | null
+    this._channel = null;
+    this._lockAbort = null;
+    this._release = null;
+    this._welcomed = false;
+    this._lastConnected = null;
+    this._seen = new Set(); // stream ids already delivered (bounded: SEEN_IDS)
   }
 
   // events --------------------------------------------------------------------------------
@@ -138,7 +159,8 @@ export class Hubbub {
     this._listeners.get(type).add(fn);
     if (!LOCAL_TYPES.has(type) && !EVENTS.includes(type) && !this._extra.has(type)) {
       this._extra.add(type);
-      this._es?.addEventListener(type, (e) => this._receive(type, e));
+      if (this._es) this._listen(this._es, type);
+      if (this._role === 'follower') this._post({ kind: 'listen', types: [type] });
     }
     return () => this.off(type, fn);
   }
@@ -186,6 +208,14 @@ export class Hubbub {
     return this._resumed;
   }
 
+  /**
+   * With `shareTabs`: true while this tab holds the shared stream, false while another tab
+   * does (this one gets its events from it). Without: true while connected.
+   */
+  get leader() {
+    return this.shareTabs ? this._role === 'leader' : this._wanted;
+  }
+
   /** The caller's user id, from the stream's `connected` event. */
   get userId() {
     return this._userId;
@@ -195,6 +225,7 @@ export class Hubbub {
     if (state === this._state) return;
     const previous = this._state;
     this._state = state;
+    if (this._role === 'leader') this._post({ kind: 'state', state });
     this.emit('state', { state, previous });
   }
 
@@ -211,19 +242,131 @@ export class Hubbub {
   connect(options = {}) {
     if (options.cursor) this._cursor = options.cursor;
     this._wanted = true;
-    if (this._es || this._timer) return;
+    if (this._es || this._timer || this._role) return;
     this._setState(this._cursor ? 'reconnecting' : 'connecting');
-    this._open();
+    if (this.shareTabs) this._joinTabs();
+    else this._open();
   }
 
-  /** Close the stream (no reconnection). */
+  /** Close the stream (no reconnection). A leader tab hands the shared stream to another. */
   close() {
     this._wanted = false;
     clearTimeout(this._timer);
     this._timer = null;
     this._es?.close();
     this._es = null;
+    this._lockAbort?.abort();
+    this._release?.();
+    this._channel?.close();
+    this._channel = null;
+    this._lockAbort = null;
+    this._release = null;
+    this._role = null;
+    this._welcomed = false;
     this._setState('closed');
+  }
+
+  // one stream for all tabs ---------------------------------------------------------------
+  //
+  // Every tab of one user on one origin asks for the same Web Lock. The tab that holds it (the
+  // leader) opens /chat/events and posts every event — its name, data and own `id:` — on a
+  // BroadcastChannel of the same name; the others (followers) deliver what arrives there. The
+  // browser releases the lock when the leader closes or crashes; the next tab in the queue then
+  // opens the stream from the last id it saw (`?last_event_id=`), so the server replays what
+  // fell in between. BroadcastChannel keeps the leader's order, and each tab drops an id it has
+  // already delivered (and a message `seq` it has), so nothing arrives twice across the change.
+
+  async _joinTabs() {
+    this._role = 'joining';
+    const joining = (this._joining = {}); // a close() + connect() meanwhile starts another
+    for (let attempt = 0; !this._userId; attempt++) {
+      try {
+        this._userId = (await this.me()).id; // the lock is per user: tokens may differ by tab
+      } catch (err) {
+        if (err instanceof HubbubError && err.status === 401) {
+          this.close();
+          this.emit('unauthorized', err);
+          return;
+        }
+        if (!this._wanted) return;
+        await sleep(backoff(attempt, 15_000));
+      }
+      if (!this._wanted) return;
+    }
+    if (this._joining !== joining || !this._wanted) return;
+    const origin = this.baseUrl || globalThis.location?.origin || '';
+    const name = `hubbub:events:${origin}:${this._userId}`;
+    const channel = new BroadcastChannel(name);
+    this._channel = channel;
+    this._role = 'follower';
+    channel.onmessage = (e) => this._fromTab(e.data);
+    const abort = new AbortController();
+    this._lockAbort = abort;
+    this._post({ kind: 'hello' });
+    navigator.locks
+      .request(name, { signal: abort.signal }, () => this._lead(channel))
+      .catch(() => {}); // aborted by close()
+  }
+
+  _lead(channel) {
+    if (!this._wanted || this._channel !== channel) return undefined;
+    this._role = 'leader';
+    this._welcomed = true;
+    this._post({ kind: 'leader' });
+    this._setState(this._cursor ? 'reconnecting' : 'connecting');
+    this._open();
+    return new Promise((resolve) => {
+      this._release = resolve; // held until close() (or until the tab goes away)
+    });
+  }
+
+  _post(message) {
+    try {
+      this._channel?.postMessage(message);
+    } catch (err) {
+      console.warn('hubbub: could not tell the other tabs', err);
+    }
+  }
+
+  _fromTab(msg) {
+    if (!msg || typeof msg !== 'object') return;
+    if (this._role === 'leader') {
+      if (msg.kind === 'hello' && this._lastConnected) {
+        this._post({ kind: 'welcome', state: this._state, connected: this._lastConnected, cursor: this._cursor });
+      } else if (msg.kind === 'listen') {
+        for (const type of msg.types ?? []) {
+          if (LOCAL_TYPES.has(type) || EVENTS.includes(type) || this._extra.has(type)) continue;
+          this._extra.add(type);
+          if (this._es) this._listen(this._es, type);
+        }
+      }
+      return;
+    }
+    if (this._role !== 'follower') return;
+    if (msg.kind === 'leader') {
+      // A new leader: tell it which extra event names this tab listens to.
+      if (this._extra.size) this._post({ kind: 'listen', types: [...this._extra] });
+      if (!this._welcomed) this._post({ kind: 'hello' });
+    } else if (msg.kind === 'state') {
+      this._setState(msg.state);
+    } else if (msg.kind === 'welcome' && !this._welcomed) {
+      // Joining a stream that is already live: live from the leader's place on, as a fresh
+      // stream is (resumed false: load history after `connected`).
+      this._welcomed = true;
+      this._cursor = null;
+      this._accept('connected', msg.connected, null);
+      if (msg.cursor) this._cursor = msg.cursor;
+      this._setState(msg.state);
+    } else if (msg.kind === 'event' && (this._welcomed || msg.type === 'connected')) {
+      this._welcomed = true;
+      this._accept(msg.type, msg.data, msg.id);
+    }
+  }
+
+  _listen(es, name) {
+    const handler = (e) => this._receive(name, e, es);
+    if (name === 'message') es.onmessage = handler;
+    else es.addEventListener(name, handler);
   }
 
   async _open() {
@@ -259,8 +402,8 @@ export class Hubbub {
       }
       this._setState('reconnecting');
     };
-    es.onmessage = (e) => this._receive('message', e);
-    for (const name of [...EVENTS, ...this._extra]) es.addEventListener(name, (e) => this._receive(name, e));
+    es._hubbubLastId = '';
+    for (const name of ['message', ...EVENTS, ...this._extra]) this._listen(es, name);
   }
 
   async _reconnectLater(error) {
@@ -284,14 +427,32 @@ export class Hubbub {
     this._timer = setTimeout(() => this._open(), backoff(this._attempt++, 15_000));
   }
 
-  _receive(type, e) {
+  _receive(type, e, es) {
+    if (es !== this._es) return;
+    // EventSource's lastEventId sticks from frame to frame: a frame has an id of its own only
+    // when it differs from the one before (the server never repeats one on a connection).
+    const id = e.lastEventId && e.lastEventId !== es._hubbubLastId ? e.lastEventId : null;
+    es._hubbubLastId = e.lastEventId;
+    if (type === 'connected') this._lastConnected = e.data;
+    if (this._role === 'leader') this._post({ kind: 'event', type, data: e.data, id });
+    this._accept(type, e.data, id);
+  }
+
+  _accept(type, raw, id) {
     // A `connected` that follows a cursor is a resume (the browser sent Last-Event-ID, or we
     // sent ?last_event_id=): the server replays what was missed. Cursors are opaque strings.
     const resumed = type === 'connected' ? this._cursor !== null : undefined;
-    if (e.lastEventId) this._cursor = e.lastEventId;
+    if (id) {
+      if (type !== 'connected') {
+        if (this._seen.has(id)) return; // delivered already (a hand-over replayed it)
+        this._seen.add(id);
+        if (this._seen.size > SEEN_IDS) this._seen.delete(this._seen.values().next().value);
+      }
+      this._cursor = id;
+    }
     let data;
     try {
-      data = JSON.parse(e.data);
+      data = JSON.parse(raw);
     } catch {
       return;
     }
