@@ -21,6 +21,21 @@ app.add_typer(user_app, name="user")
 Opt = typer.Option
 
 
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        Opt("--version", help="print the version and exit", is_eager=True),
+    ] = False,
+) -> None:
+    """Hubbub, a real-time chat server; its command-line client; its admin commands."""
+    if version:
+        from hubbub import __version__
+
+        typer.echo(f"hubbub {__version__}")
+        raise typer.Exit()
+
+
 def _settings(**given: Any) -> Settings:
     """Flags override HUBBUB_* env vars, which override the defaults."""
     return Settings(**{k: v for k, v in given.items() if v is not None})
@@ -146,6 +161,10 @@ def serve(
             from hubbub.auth.external_keys import load_public_keys
 
             load_public_keys(settings.jwt_public_key)
+        if settings.webhook_url:
+            from hubbub.webhooks.worker import check_settings
+
+            check_settings(settings.webhook_url, settings.webhook_secret)
         run(settings)
     except (TrustModeRefused, WorkersNeedBroker, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -217,6 +236,17 @@ def user_create(
         typer.echo(f"error: username {name!r} is taken", err=True)
         raise
     typer.echo(f"created user {name} ({user_id})")
+
+
+def _register_more() -> None:
+    """The client commands (``cli_client``) and the admin ones (``cli_admin``)."""
+    from hubbub import cli_admin, cli_client
+
+    cli_client.register(app)
+    cli_admin.register(user_app, app)
+
+
+_register_more()
 
 
 def main() -> None:

@@ -35,6 +35,25 @@ class Metrics:
             "Streams cut off for not reading",
             registry=self.registry,
         )
+        # webhooks (docs/webhooks.md)
+        self.webhook_deliveries = Counter(
+            "hubbub_webhook_deliveries", "Changes POSTed and answered 2xx", registry=self.registry
+        )
+        self.webhook_failures = Counter(
+            "hubbub_webhook_failures",
+            "Webhook attempts that failed (retried)",
+            registry=self.registry,
+        )
+        self.webhook_given_up = Counter(
+            "hubbub_webhook_given_up",
+            "Changes given up after failing for the whole retry window",
+            registry=self.registry,
+        )
+        self.webhook_lag = Gauge(
+            "hubbub_webhook_lag_seconds",
+            "Age of the change being delivered (0: caught up)",
+            registry=self.registry,
+        )
         self.tasks = Gauge(
             "hubbub_asyncio_tasks", "Live asyncio tasks (a leak shows here)", registry=self.registry
         )

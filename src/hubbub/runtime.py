@@ -35,6 +35,8 @@ from hubbub.transports.events import AllRoomsStreams
 from hubbub.transports.limits import StreamLimits
 from hubbub.transports.resume import PresenceSnapshots, event_of
 from hubbub.typing.base import open_typing
+from hubbub.webhooks.leader import leadership_for
+from hubbub.webhooks.worker import WebhookWorker
 
 log = logging.getLogger("hubbub")
 
@@ -142,6 +144,7 @@ class Runtime:
         )
         self.backend = BackendRules(self.store, self.writer, self.publisher, self.auth, trust=trust)
         self._housekeeping: asyncio.Task[None] | None = None
+        self.webhooks: WebhookWorker | None = None
         self._resyncer: asyncio.Task[None] | None = None
         # Everything the stream transports use, and all they are given.
         self.streams = StreamDeps(
@@ -190,6 +193,9 @@ class Runtime:
         self.broker.on_reconnect(self._resync)
         await self.activity.start()
         await self.writer.start()
+        if self.settings.webhook_url:
+            self.webhooks = self._webhook_worker(self.settings.webhook_url)
+            self.webhooks.start()
         if self.settings.shared_broker():
             self._resyncer = asyncio.get_running_loop().create_task(self._resync_loop())
         if self.settings.retention_days is not None:
@@ -199,6 +205,20 @@ class Runtime:
                 "AUTH MODE IS 'trust': anyone can act as any user by naming them. "
                 "For local development only."
             )
+
+    def _webhook_worker(self, url: str) -> WebhookWorker:
+        db = self.store.db
+        m = self.metrics
+        return WebhookWorker(
+            db,
+            leadership_for(db.url, url, self.settings.data_dir),
+            url,
+            self.settings.webhook_secret or "",
+            on_delivered=m.webhook_deliveries.inc,
+            on_failed=m.webhook_failures.inc,
+            on_given_up=m.webhook_given_up.inc,
+            on_lag=m.webhook_lag.set,
+        )
 
     async def _resync(self) -> None:
         await self.hub.resync(self.store.log.heads)
@@ -223,6 +243,8 @@ class Runtime:
                 await self._housekeeping
         await self.activity.close()
         await self.writer.close()
+        if self.webhooks is not None:
+            await self.webhooks.close()
         await self.broker.close()
         await self.store.close()
 
