@@ -12,6 +12,7 @@ import json
 import os
 import re
 import secrets
+import sqlite3
 import subprocess
 import sys
 import time
@@ -22,7 +23,11 @@ from typing import Any
 
 import pytest
 
+from hubbub.store.sql import SqlStore
+from hubbub.webhooks.leader import FileLeadership
+from hubbub.webhooks.outbox import endpoint_key
 from hubbub.webhooks.signing import verify
+from hubbub.webhooks.worker import WebhookWorker
 from tests.support import (
     Server,
     client,
@@ -400,6 +405,57 @@ async def test_two_nodes_on_postgresql_deliver_each_change_once(data_dir: Path) 
                 n.stop()
         await receiver.close()
         drop_pg_database(url)
+
+
+async def test_a_change_failing_past_the_retry_window_is_given_up_and_the_log_goes_on(
+    data_dir: Path,
+) -> None:
+    """The 24 h window, shortened: the worker over a real store and a real receiver that
+    refuses everything gives each change up after its window, moves the cursor past it and
+    never sends it again."""
+    room = uniq("doomed-")
+    server = await start(Server(data_dir, auth="trust", env=FAST))
+    try:
+        async with client(server.url) as http:
+            for i in range(3):
+                await say(http, "d", room, f"{i}")
+    finally:
+        server.stop()
+    receiver = await Receiver(status=500).start()
+    db_path = data_dir / "hubbub.db"
+    with sqlite3.connect(db_path) as db:  # as if webhooks had been on before these changes
+        db.execute(
+            "INSERT INTO webhook_cursors (endpoint, position, updated_at) VALUES (?, 0, 'x')",
+            (endpoint_key(receiver.url),),
+        )
+        head = db.execute("SELECT value FROM counters WHERE name = 'messages'").fetchone()[0]
+    store = SqlStore(f"sqlite:///{db_path}")
+    await store.start()
+    given_up: list[int] = []
+    worker = WebhookWorker(
+        store.db,
+        FileLeadership(data_dir / "test.lock"),
+        receiver.url,
+        SECRET,
+        give_up_after=0.0,
+        first_retry=0.01,
+        on_given_up=lambda: given_up.append(1),
+    )
+    worker.start()
+    try:
+        await receiver.wait(lambda: len(given_up) >= 4)  # member_joined + 3 messages
+        await asyncio.sleep(0.5)
+        with sqlite3.connect(db_path) as db:
+            [cursor] = db.execute("SELECT position FROM webhook_cursors").fetchone()
+        assert cursor == head
+        assert receiver.refused == 4  # one attempt each: already past their window
+        receiver.status = 200
+        await asyncio.sleep(0.6)
+        assert receiver.hits == []  # given up means never sent again
+    finally:
+        await worker.close()
+        await store.close()
+        await receiver.close()
 
 
 @pytest.mark.parametrize(("n_rooms", "per_room"), [(8, 250), (1, 1000)])
