@@ -21,6 +21,24 @@ app.add_typer(user_app, name="user")
 Opt = typer.Option
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from hubbub import __version__
+
+        typer.echo(f"hubbub {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        Opt("--version", help="print the version and exit", is_eager=True, callback=_print_version),
+    ] = False,
+) -> None:
+    """Hubbub, a real-time chat server; its command-line client; its admin commands."""
+
+
 def _settings(**given: Any) -> Settings:
     """Flags override HUBBUB_* env vars, which override the defaults."""
     return Settings(**{k: v for k, v in given.items() if v is not None})
@@ -221,6 +239,17 @@ def user_create(
         typer.echo(f"error: username {name!r} is taken", err=True)
         raise
     typer.echo(f"created user {name} ({user_id})")
+
+
+def _register_more() -> None:
+    """The client commands (``cli_client``) and the admin ones (``cli_admin``)."""
+    from hubbub import cli_admin, cli_client
+
+    cli_client.register(app)
+    cli_admin.register(user_app, app)
+
+
+_register_more()
 
 
 def main() -> None:
