@@ -236,3 +236,41 @@ def test_notify_with_the_server_key(trust_api: Server, tmp_path: Path) -> None:
     assert sent["event"] == "order.shipped" and sent["data"] == {"order": 42} and sent["id"]
     wrong = hubbub(env_for(tmp_path, trust_api), "notify", "nina", "x", "{}", "--server-key", "no")
     assert wrong.returncode == 1 and "403" in wrong.stderr
+
+
+def test_tail_resumes_across_a_server_restart(tmp_path: Path) -> None:
+    import signal
+
+    server = Server(tmp_path / "d", auth="trust", port=free_port()).start()
+    r = room()
+    env = env_for(tmp_path / "cfg", server, HUBBUB_USER_ID="follower")
+    writer = env_for(tmp_path / "cfg2", server, HUBBUB_USER_ID="poster")
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "hubbub", "tail", r, "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        wait_for_stderr(tail, "listening")
+        assert hubbub(writer, "send", r, "before").returncode == 0
+        server.stop(signal.SIGKILL)
+        server.start()
+        sent = hubbub(writer, "send", r, stdin="".join(f"after {i}\n" for i in range(10)))
+        assert sent.returncode == 0, sent.stderr
+        assert tail.stdout is not None
+        texts: list[str] = []
+        while len(texts) < 11:  # other lines: the poster's member_joined
+            event = json.loads(tail.stdout.readline())
+            if event["event"] == "message":
+                texts.append(event["data"]["text"])
+        assert texts == ["before"] + [f"after {i}" for i in range(10)]  # once each, in order
+        assert hubbub(writer, "send", r, "last").returncode == 0
+        while (event := json.loads(tail.stdout.readline()))["event"] != "message":
+            pass
+        assert event["data"]["text"] == "last"
+    finally:
+        tail.terminate()
+        tail.wait(10)
+        server.stop()
