@@ -12,7 +12,7 @@ still finds its transport.
 
 from __future__ import annotations
 
-from hubbub.api.raw import Message, Scope, Send
+from hubbub.api.raw import Message, Scope, Send, header
 
 PATHS = ("/chat/", "/auth/", "/api/")
 ALLOW_METHODS = b"GET, POST, PUT, PATCH, DELETE, OPTIONS"
@@ -20,13 +20,6 @@ DEFAULT_ALLOW_HEADERS = b"Authorization, Content-Type, Last-Event-ID, User-ID"
 EXPOSE_HEADERS = b"Retry-After, Content-Disposition, Content-Length"
 MAX_AGE = b"600"
 _MAX_REQUESTED = 1024
-
-
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value)
-    return None
 
 
 class Cors:
@@ -42,10 +35,10 @@ class Cors:
         path: str = scope.get("path", "")
         if not path.startswith(PATHS):
             return None
-        origin = _header(scope, b"origin")
-        if origin is None or origin.rstrip(b"/") not in self._origins:
+        origin = header(scope, b"origin")
+        if origin is None or origin.rstrip("/").encode("latin-1") not in self._origins:
             return None
-        return origin
+        return origin.encode("latin-1")
 
     def answer_headers(self, origin: bytes) -> list[tuple[bytes, bytes]]:
         return [
@@ -57,13 +50,13 @@ class Cors:
 
     def is_preflight(self, scope: Scope) -> bool:
         return scope.get("method") == "OPTIONS" and (
-            _header(scope, b"access-control-request-method") is not None
+            header(scope, b"access-control-request-method") is not None
         )
 
     def preflight_headers(self, scope: Scope, origin: bytes) -> list[tuple[bytes, bytes]]:
-        requested = _header(scope, b"access-control-request-headers")
+        requested = header(scope, b"access-control-request-headers")
         allow = (
-            requested
+            requested.encode("latin-1")
             if requested and len(requested) <= _MAX_REQUESTED and requested.isascii()
             else DEFAULT_ALLOW_HEADERS
         )

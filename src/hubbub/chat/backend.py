@@ -18,12 +18,11 @@ import sqlalchemy as sa
 from hubbub.auth.identity import USER_ID_RE, Authenticator
 from hubbub.auth.names import normalise, username_problem
 from hubbub.changes import Change
-from hubbub.chat.checks import check_room_id, check_text
+from hubbub.chat.checks import check_client_msg_id, check_room_id, check_text
 from hubbub.chat.publish import Publisher
 from hubbub.chat.writer import Sent, Writer
 from hubbub.encoding import Event, line_safe_json
 from hubbub.errors import Conflict, Invalid, NotFound
-from hubbub.limits import MAX_CLIENT_MSG_ID
 from hubbub.models import Member, NewMessage, User
 from hubbub.store.base import AppendRequest, Store
 
@@ -121,11 +120,7 @@ class BackendRules:
         message, which needs no membership."""
         check_room_id(room_id)
         check_text(text, self.writer.max_message_chars)
-        if client_msg_id is not None and not 0 < len(client_msg_id) <= MAX_CLIENT_MSG_ID:
-            raise Invalid(
-                f"client_msg_id must be 1-{MAX_CLIENT_MSG_ID} characters",
-                code="invalid_client_msg_id",
-            )
+        check_client_msg_id(client_msg_id)
         if user_id is None:
             message = NewMessage(
                 room_id=room_id,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import unicodedata
 
 from hubbub.errors import Invalid
-from hubbub.limits import MAX_REACTION_CHARS, MAX_ROOM_NAME, ROOM_ID_RE
+from hubbub.limits import MAX_CLIENT_MSG_ID, MAX_REACTION_CHARS, MAX_ROOM_NAME, ROOM_ID_RE
 
 
 def check_text(text: str, limit: int) -> None:
@@ -44,4 +44,12 @@ def check_room_id(room_id: str) -> None:
     if not ROOM_ID_RE.fullmatch(room_id):
         raise Invalid(
             "room_id must be 1-64 characters of letters, digits and _.:~-", code="invalid_room_id"
+        )
+
+
+def check_client_msg_id(client_msg_id: str | None) -> None:
+    if client_msg_id is not None and not 0 < len(client_msg_id) <= MAX_CLIENT_MSG_ID:
+        raise Invalid(
+            f"client_msg_id must be 1-{MAX_CLIENT_MSG_ID} characters",
+            code="invalid_client_msg_id",
         )

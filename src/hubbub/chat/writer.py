@@ -15,12 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hubbub.auth.identity import Identity
-from hubbub.chat.checks import check_room_id, check_text
+from hubbub.chat.checks import check_client_msg_id, check_room_id, check_text
 from hubbub.chat.publish import Publisher
 from hubbub.encoding import Event
 from hubbub.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from hubbub.hub import CONTROL
-from hubbub.limits import MAX_CLIENT_MSG_ID, MAX_MESSAGE_CHARS
+from hubbub.limits import MAX_MESSAGE_CHARS
 from hubbub.models import ClientTimestamp, Message, NewMessage
 from hubbub.store.base import AppendOutcome, AppendRequest, AppendResult, Store
 from hubbub.typing.base import Typing
@@ -146,11 +146,7 @@ class Writer:
     ) -> Sent:
         check_room_id(room_id)
         check_text(text, self.max_message_chars)
-        if client_msg_id is not None and not 0 < len(client_msg_id) <= MAX_CLIENT_MSG_ID:
-            raise Invalid(
-                f"client_msg_id must be 1-{MAX_CLIENT_MSG_ID} characters",
-                code="invalid_client_msg_id",
-            )
+        check_client_msg_id(client_msg_id)
         if isinstance(timestamp, str) and len(timestamp) > 64:
             raise Invalid("timestamp must be a number or a short string", code="invalid_timestamp")
         sent = await self.append(
