@@ -2,25 +2,39 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)
+# Locks with hashes (`make lock` writes them with uv): what the server needs to run (`make serve`,
+# `pip install hubbub`), that plus the s3 and otel extras (the Docker image), and that plus the
+# dev and test tools (`make test`).
+RUNTIME_LOCK := requirements/runtime.txt
+DEV_LOCK := requirements/dev.txt
+RUNTIME_STAMP := $(VENV)/.runtime-$(shell cat pyproject.toml $(RUNTIME_LOCK) | sha1sum | cut -c1-12)
+DEV_STAMP := $(VENV)/.dev-$(shell cat pyproject.toml $(DEV_LOCK) | sha1sum | cut -c1-12)
 ARGS ?=
 
-.PHONY: install serve test lint typecheck unit integration bench bench-gate bench-deps bench-changelog soak clean \
-	lock system-deps \
+.PHONY: install install-runtime serve test lint typecheck unit integration bench bench-gate bench-deps \
+	bench-changelog soak clean lock system-deps \
 	browser-deps seed-pages browser screenshots fuzz chaos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml requirements.lock | $(BIN)/python
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'
-	rm -f $(VENV)/.installed-*
+$(RUNTIME_STAMP): pyproject.toml $(RUNTIME_LOCK) | $(BIN)/python
+	$(BIN)/python -m pip install -q --require-hashes -r $(RUNTIME_LOCK)
+	$(BIN)/python -m pip install -q --no-deps -e .
+	rm -f $(VENV)/.runtime-*
 	touch $@
 
-install: $(STAMP)
+$(DEV_STAMP): pyproject.toml $(DEV_LOCK) | $(BIN)/python
+	$(BIN)/python -m pip install -q --require-hashes -r $(DEV_LOCK)
+	$(BIN)/python -m pip install -q --no-deps -e .
+	rm -f $(VENV)/.dev-* $(VENV)/.runtime-*
+	touch $@ $(RUNTIME_STAMP)
 
-serve: install  ## run the server on its embedded defaults (SQLite + in-memory fan-out)
+install-runtime: $(RUNTIME_STAMP)  ## the server's own dependencies only
+
+install: $(DEV_STAMP)  ## the server, its extras (s3, otel) and the dev/test tools
+
+serve: install-runtime  ## run the server on its embedded defaults (SQLite + in-memory fan-out)
 	$(BIN)/hubbub serve $(ARGS)
 
 lint: install
@@ -110,8 +124,13 @@ chaos: install system-deps  ## chaos checker: ≥ 200 faults (cluster + SQLite),
 soak: install  ## 1 h soak (5,000 streams, 100 reconnects/s) + 19,000-stream restart storm; ARGS="--duration 120 --streams 1000" for a short run
 	$(BIN)/python bench/soak.py --write docs/performance.md $(ARGS)
 
-lock: install  ## refresh requirements.lock after changing pyproject.toml
-	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^hubbub' > requirements.lock
+lock: install  ## rewrite both locks (hashes) after changing pyproject.toml; pins already there are kept
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --no-header -q \
+		-o $(RUNTIME_LOCK)
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --no-header -q \
+		--extra s3 --extra otel -c $(RUNTIME_LOCK) -o requirements/extras.txt
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --no-header -q \
+		--extra dev --extra s3 --extra otel -c $(RUNTIME_LOCK) -o $(DEV_LOCK)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
