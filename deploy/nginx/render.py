@@ -9,8 +9,8 @@ service ``hubbub`` with its replicas behind Docker's DNS (127.0.0.11)::
 
     cd deploy/nginx && python3 render.py --listen 80 --resolver 127.0.0.11 hubbub:8000 > hubbub.conf
 
-Standard library only. deploy/nginx/hubbub.conf (used by deploy/compose.yaml) is exactly this
-command's output; tests/integration/test_deploy_manifests.py checks that they agree and runs
+Standard library only. deploy/nginx/hubbub.conf (used by deploy/compose.yaml) is exactly the
+second command's output; tests/integration/test_deploy_manifests.py checks that they agree and runs
 ``nginx -t`` on a rendering with local upstreams.
 """
 
