@@ -1,11 +1,12 @@
 """The deployment files in deploy/, validated for real and offline.
 
-- Kubernetes (deploy/k8s/): every manifest against the Kubernetes JSON schemas that the
-  ``kubernetes-validate`` package ships (generated from the Kubernetes OpenAPI; the "strict"
-  variant, where an unknown or misspelt field is an error), for the oldest Kubernetes version we
-  support and the newest the package knows. Nothing is fetched: the schemas are package data.
-- kustomize: ``kubectl kustomize deploy/k8s`` (offline; skipped without kubectl) builds, and
-  its output validates too, with the image override applied.
+- Kubernetes (deploy/k8s/base and deploy/k8s/overlays/{dev,production}): each overlay rendered
+  by ``kubectl kustomize`` (offline; skipped without kubectl, but never under CI=true), and every
+  object it renders, as well as every base manifest, validated against the Kubernetes JSON
+  schemas that the ``kubernetes-validate`` package ships (generated from the Kubernetes OpenAPI;
+  the "strict" variant, where an unknown or misspelt field is an error), for the oldest
+  Kubernetes version we support and the newest the package knows. The ServiceMonitor (a CRD the
+  package has no schema for) against tests/integration/schemas/. Nothing is fetched.
 - Compose (deploy/compose.yaml): against the Compose Specification schema vendored in the
   ``check-jsonschema`` package (``--builtin-schema vendor.compose-spec``, no network).
 - nginx (deploy/nginx/): the committed hubbub.conf is the template's rendering, ``nginx -t``
@@ -14,14 +15,17 @@
 - Dockerfile: parsed; its HEALTHCHECK command is run against a real Hubbub.
 - And the points that make these files right for Hubbub, which no schema knows: probes on
   /healthz and /readyz, a grace period longer than preStop + HUBBUB_SHUTDOWN_TIMEOUT, a PDB that
-  selects the Deployment's pods, non-root everywhere, unbuffered long-lived proxying, and every
-  HUBBUB_* variable a real ``Settings`` field with a value ``Settings`` accepts.
+  selects the Deployment's pods, no Secret shipped, an HPA on the Deployment, a migration Job
+  like the pods, a NetworkPolicy and a ServiceMonitor that select them, non-root everywhere,
+  unbuffered long-lived proxying, one scaled compose service, and every HUBBUB_* variable a
+  real ``Settings`` field with a value ``Settings`` accepts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import json
 import os
 import re
@@ -38,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -50,6 +55,30 @@ from tests.support import Server, client, free_port, open_stream, send_body
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
+K8S_BASE = K8S / "base"
+K8S_OVERLAYS = K8S / "overlays"
+OVERLAYS = ["dev", "production"]
+OVERLAY_KINDS = {
+    "dev": ["ConfigMap", "Deployment", "Service", "PodDisruptionBudget"],
+    "production": [
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+        "Job",
+        "NetworkPolicy",
+        "ServiceMonitor",
+    ],
+}
+# The Secret the operator creates (docs/deployment.md); the manifests only refer to it.
+SECRET_NAME = "hubbub-secrets"
+# The components applied before the Deployment rolls (docs/deployment.md, step 2).
+PRE_ROLLOUT = {"config", "migration"}
+DEPLOYMENT_DOC = ROOT / "docs" / "deployment.md"
+SERVICEMONITOR_SCHEMA = (
+    Path(__file__).parent / "schemas" / "servicemonitor-monitoring.coreos.com-v1.json"
+)
 NGINX_DIR = DEPLOY / "nginx"
 RENDER = NGINX_DIR / "render.py"
 COMPOSE = DEPLOY / "compose.yaml"
@@ -58,8 +87,10 @@ DOCKERFILE = DEPLOY / "Dockerfile"
 # The oldest Kubernetes minor we claim to support, and the newest the schema package ships.
 K8S_VERSIONS = ["1.28", kubernetes_validate.latest_version()]
 # What compose.yaml uses for its nodes; hubbub.conf is the template rendered with these.
-COMPOSE_NODES = ["hubbub-1", "hubbub-2"]
-COMPOSE_RENDER_ARGS = ["--listen", "80", *(f"{n}:8000" for n in COMPOSE_NODES)]
+# One service, scaled; nginx finds its replicas through Docker's DNS (127.0.0.11) by its name.
+COMPOSE_SERVICE = "hubbub"
+DOCKER_DNS = "127.0.0.11"
+COMPOSE_RENDER_ARGS = ["--listen", "80", "--resolver", DOCKER_DNS, f"{COMPOSE_SERVICE}:8000"]
 # Environment variables in the files that are not HUBBUB_* settings, and whose they are.
 FOREIGN_ENV = {"FORWARDED_ALLOW_IPS"}  # uvicorn's: which proxies' X-Forwarded-* to trust
 
@@ -79,92 +110,177 @@ def dig(obj: Any, *path: str | int) -> Any:
 # Kubernetes ---------------------------------------------------------------------------------
 
 
-def kustomization() -> dict[str, Any]:
-    doc = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+def yaml_docs(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def kustomization(directory: Path) -> dict[str, Any]:
+    doc = yaml.safe_load((directory / "kustomization.yaml").read_text())
     assert isinstance(doc, dict)
     return doc
 
 
-def k8s_files() -> list[str]:
-    return [str(r) for r in kustomization()["resources"]]
+def base_files() -> list[str]:
+    return [str(r) for r in kustomization(K8S_BASE)["resources"]]
 
 
-def k8s_docs() -> list[dict[str, Any]]:
-    docs = []
-    for name in k8s_files():
-        docs.extend(d for d in yaml.safe_load_all((K8S / name).read_text()) if d)
+def kubectl_binary() -> str:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        reason = "kubectl is not installed (its built-in kustomize renders the overlays)"
+        if in_ci():
+            pytest.fail(f"{reason}: under CI=true the overlays must be rendered")
+        pytest.skip(reason)
+    return kubectl
+
+
+def kustomize(directory: Path) -> list[dict[str, Any]]:
+    """`kubectl kustomize DIR`: what `kubectl apply -k DIR` would send (offline)."""
+    result = subprocess.run(
+        [kubectl_binary(), "kustomize", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+@functools.cache
+def _rendered(overlay: str) -> str:
+    return json.dumps(kustomize(K8S_OVERLAYS / overlay))
+
+
+def rendered(overlay: str) -> list[dict[str, Any]]:
+    docs = json.loads(_rendered(overlay))
+    assert isinstance(docs, list)
     return docs
 
 
-def k8s_kind(kind: str) -> dict[str, Any]:
-    [doc] = [d for d in k8s_docs() if d["kind"] == kind]
-    return doc
+def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind]
+    assert len(found) == 1, f"{len(found)} {kind} objects"
+    return found[0]
 
 
-def hubbub_container(deployment: dict[str, Any]) -> dict[str, Any]:
+def hubbub_container(workload: dict[str, Any]) -> dict[str, Any]:
     [container] = [
-        c
-        for c in dig(deployment, "spec", "template", "spec", "containers")
-        if c["name"] == "hubbub"
+        c for c in dig(workload, "spec", "template", "spec", "containers") if c["name"] == "hubbub"
     ]
     return container
 
 
-def k8s_env() -> dict[str, str]:
-    """The environment a pod gets: the ConfigMap's data and the Secret's values."""
-    config = k8s_kind("ConfigMap")["data"]
-    secret = k8s_kind("Secret")["stringData"]
-    return {**config, **secret}
+def documented_secret() -> dict[str, str]:
+    """The keys and example values of the `kubectl create secret generic hubbub-secrets`
+    command in docs/deployment.md: the Secret the operator creates (none is shipped)."""
+    text = DEPLOYMENT_DOC.read_text()
+    match = re.search(r"kubectl create secret generic (\S+)((?:[^\n]*\\\n)*[^\n]*)", text)
+    assert match, "docs/deployment.md shows no `kubectl create secret generic` command"
+    assert match.group(1) == SECRET_NAME
+    out: dict[str, str] = {}
+    for word in shlex.split(match.group(2).replace("\\\n", " ")):
+        if word.startswith("--from-literal="):
+            key, _, value = word.removeprefix("--from-literal=").partition("=")
+            # "$(python3 -c 'import secrets; ...')": what the shell would produce.
+            out[key] = "generated-" + "x" * 48 if value.startswith("$(") else value
+    assert out, "the command sets no --from-literal"
+    return out
 
 
-def test_kustomization_lists_every_manifest() -> None:
-    listed = k8s_files()
-    on_disk = sorted(p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
+def pod_env(overlay: str) -> dict[str, str]:
+    """The environment a pod of OVERLAY gets: its ConfigMap's data, then the operator's Secret
+    (as documented) unless the overlay marks it optional."""
+    docs = rendered(overlay)
+    env = dict(one(docs, "ConfigMap")["data"])
+    for ref in hubbub_container(one(docs, "Deployment"))["envFrom"]:
+        if "secretRef" in ref and not ref["secretRef"].get("optional", False):
+            env.update(documented_secret())
+    return env
+
+
+def validate_k8s(doc: dict[str, Any], version: str) -> None:
+    if doc["kind"] == "ServiceMonitor":
+        # A CRD: kubernetes-validate only knows the built-in kinds (see the test below).
+        errors = sorted(servicemonitor_validator().iter_errors(doc), key=str)
+        assert not errors, f"ServiceMonitor: {errors[0].json_path}: {errors[0].message}"
+        return
+    try:
+        kubernetes_validate.validate(doc, version, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        where = ".".join(str(p) for p in exc.path)
+        pytest.fail(f"{doc['kind']} {doc['metadata']['name']} vs {version}: {where}: {exc.message}")
+    except kubernetes_validate.SchemaNotFoundError as exc:
+        pytest.fail(exc.message)
+
+
+@functools.cache
+def servicemonitor_validator() -> jsonschema.Draft202012Validator:
+    schema = json.loads(SERVICEMONITOR_SCHEMA.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def test_base_lists_every_manifest_and_ships_no_secret() -> None:
+    listed = base_files()
+    on_disk = sorted(p.name for p in K8S_BASE.glob("*.yaml") if p.name != "kustomization.yaml")
     assert sorted(listed) == on_disk
-    assert len(set(listed)) == len(listed)
-    kinds = {d["kind"] for d in k8s_docs()}
-    assert kinds == {"Deployment", "Service", "ConfigMap", "Secret", "PodDisruptionBudget"}
+    kinds = sorted(d["kind"] for name in listed for d in yaml_docs(K8S_BASE / name))
+    assert kinds == ["ConfigMap", "Deployment", "PodDisruptionBudget", "Service"]
+    # No Secret (and no placeholder one) anywhere under deploy/k8s: the operator creates it.
+    for path in K8S.rglob("*.yaml"):
+        for doc in yaml_docs(path):
+            assert doc.get("kind") != "Secret", path
+    assert not list(K8S.glob("*.yaml")), "manifests live in base/ and overlays/"
     # The `images` override names the image the Deployment uses.
-    image = hubbub_container(k8s_kind("Deployment"))["image"].split(":")[0]
-    assert [i["name"] for i in kustomization()["images"]] == [image]
+    [deployment] = yaml_docs(K8S_BASE / "deployment.yaml")
+    image = hubbub_container(deployment)["image"].split(":")[0]
+    assert [i["name"] for i in kustomization(K8S_BASE)["images"]] == [image]
+
+
+def test_overlays_use_every_file_they_hold() -> None:
+    assert sorted(p.name for p in K8S_OVERLAYS.iterdir()) == OVERLAYS
+    for overlay in OVERLAYS:
+        directory = K8S_OVERLAYS / overlay
+        k = kustomization(directory)
+        assert "../../base" in k["resources"], overlay
+        used = {r for r in k["resources"] if not r.startswith("..")}
+        used |= {p["path"] for p in k.get("patches", []) if "path" in p}
+        on_disk = {p.name for p in directory.glob("*.yaml") if p.name != "kustomization.yaml"}
+        assert used == on_disk, overlay
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
-@pytest.mark.parametrize("name", k8s_files())
-def test_k8s_manifest_matches_kubernetes_schema(name: str, version: str) -> None:
-    docs = [d for d in yaml.safe_load_all((K8S / name).read_text()) if d]
+@pytest.mark.parametrize("name", base_files())
+def test_k8s_base_manifest_matches_kubernetes_schema(name: str, version: str) -> None:
+    docs = yaml_docs(K8S_BASE / name)
     assert docs, f"{name} is empty"
     for doc in docs:
-        try:
-            kubernetes_validate.validate(doc, version, strict=True)
-        except kubernetes_validate.ValidationError as exc:
-            where = ".".join(str(p) for p in exc.path)
-            pytest.fail(f"{name} ({doc['kind']}) vs Kubernetes {version}: {where}: {exc.message}")
-        except kubernetes_validate.SchemaNotFoundError as exc:
-            pytest.fail(exc.message)
+        validate_k8s(doc, version)
 
 
-def test_kustomize_build_is_valid() -> None:
-    """What `kubectl apply -k deploy/k8s` would send: built by kustomize itself (offline)."""
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not installed (its built-in kustomize builds the kustomization)")
-    result = subprocess.run(
-        [kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    built = [d for d in yaml.safe_load_all(result.stdout) if d]
-    assert sorted(d["kind"] for d in built) == sorted(d["kind"] for d in k8s_docs())
-    for doc in built:
-        kubernetes_validate.validate(doc, K8S_VERSIONS[-1], strict=True)
-    [deployment] = [d for d in built if d["kind"] == "Deployment"]
-    [override] = kustomization()["images"]
-    assert hubbub_container(deployment)["image"] == f"{override['newName']}:{override['newTag']}"
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_renders_and_every_object_is_valid(overlay: str, version: str) -> None:
+    docs = rendered(overlay)
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == sorted(OVERLAY_KINDS[overlay]), overlay
+    assert "Secret" not in kinds, "the Secret is the operator's, never rendered"
+    for doc in docs:
+        validate_k8s(doc, version)
+    # The image override applies to every Hubbub container (the Job's too).
+    k = kustomization(K8S_OVERLAYS / overlay)
+    [override] = k.get("images") or kustomization(K8S_BASE)["images"]
+    image = f"{override['newName']}:{override['newTag']}"
+    workloads = [d for d in docs if d["kind"] in ("Deployment", "Job")]
+    assert workloads
+    for doc in workloads:
+        assert hubbub_container(doc)["image"] == image, doc["metadata"]["name"]
 
 
 def test_k8s_schema_validation_is_strict() -> None:
     """A misspelt field or a wrong type fails: the validation above is not a no-op."""
-    deployment = k8s_kind("Deployment")
+    [deployment] = yaml_docs(K8S_BASE / "deployment.yaml")
     misspelt = copy.deepcopy(deployment)
     container = hubbub_container(misspelt)
     container["readinesProbe"] = container.pop("readinessProbe")
@@ -176,12 +292,29 @@ def test_k8s_schema_validation_is_strict() -> None:
         kubernetes_validate.validate(wrong_type, K8S_VERSIONS[-1], strict=True)
 
 
-def test_deployment_probes_and_ports() -> None:
-    deployment = k8s_kind("Deployment")
-    assert deployment["spec"]["replicas"] == 3
+def test_servicemonitor_schema_is_ours_and_strict() -> None:
+    """kubernetes-validate has no schema for the Prometheus Operator's CRD, so the
+    ServiceMonitor is checked against tests/integration/schemas/ (written from the CRD)."""
+    monitor = one(rendered("production"), "ServiceMonitor")
+    with pytest.raises(kubernetes_validate.SchemaNotFoundError):
+        kubernetes_validate.validate(monitor, K8S_VERSIONS[-1], strict=True)
+    validator = servicemonitor_validator()
+    assert validator.is_valid(monitor)
+    misspelt = copy.deepcopy(monitor)
+    misspelt["spec"]["endpoints"][0]["scrapeTimout"] = "10s"
+    assert not validator.is_valid(misspelt)
+    bad_duration = copy.deepcopy(monitor)
+    bad_duration["spec"]["endpoints"][0]["interval"] = "30 seconds"
+    assert not validator.is_valid(bad_duration)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_deployment_probes_and_ports(overlay: str) -> None:
+    docs = rendered(overlay)
+    deployment = one(docs, "Deployment")
     container = hubbub_container(deployment)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    env = k8s_env()
+    env = pod_env(overlay)
     assert ports == {"http": int(env.get("HUBBUB_PORT", "8000"))}
     assert ports["http"] == dockerfile().expose
 
@@ -195,13 +328,13 @@ def test_deployment_probes_and_ports() -> None:
     assert probe("startupProbe")["path"] == "/healthz"
     # readyz waits up to 3 s for the store and the broker: the probe must wait longer.
     assert container["readinessProbe"]["timeoutSeconds"] > 3
-    # Config comes from the ConfigMap and the Secret, by name.
+    # Config comes from the ConfigMap and from the operator's Secret, by name.
     refs = {
         (k, v["name"]) for ref in container["envFrom"] for k, v in ref.items() if k.endswith("Ref")
     }
     assert refs == {
-        ("configMapRef", k8s_kind("ConfigMap")["metadata"]["name"]),
-        ("secretRef", k8s_kind("Secret")["metadata"]["name"]),
+        ("configMapRef", one(docs, "ConfigMap")["metadata"]["name"]),
+        ("secretRef", SECRET_NAME),
     }
 
 
@@ -214,47 +347,70 @@ def prestop_seconds(container: dict[str, Any]) -> float:
     return float(command[1])
 
 
-def test_termination_grace_covers_prestop_and_drain() -> None:
-    deployment = k8s_kind("Deployment")
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_termination_grace_covers_prestop_and_drain(overlay: str) -> None:
+    deployment = one(rendered(overlay), "Deployment")
     pod = deployment["spec"]["template"]["spec"]
     container = hubbub_container(deployment)
-    drain = float(k8s_env()["HUBBUB_SHUTDOWN_TIMEOUT"])
+    drain = float(pod_env(overlay)["HUBBUB_SHUTDOWN_TIMEOUT"])
     sleep = prestop_seconds(container)
     assert 1 <= sleep <= 15, "a few seconds, for the endpoint removal to reach every node"
     # The grace period runs from the start of preStop; SIGTERM comes after it.
     assert pod["terminationGracePeriodSeconds"] > sleep + drain
-    # Rolling updates never go below the desired count: clients always have a pod to go to.
-    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    strategy = deployment["spec"]["strategy"]
+    if overlay == "dev":
+        # One pod with its own SQLite: never two at once.
+        assert strategy == {"type": "Recreate"}
+    else:
+        # Rolling updates never go below the desired count: clients always have a pod to go to.
+        assert strategy["rollingUpdate"]["maxUnavailable"] == 0
 
 
-def test_deployment_resources_and_security() -> None:
-    deployment = k8s_kind("Deployment")
-    pod = deployment["spec"]["template"]["spec"]
-    container = hubbub_container(deployment)
-    for kind in ("requests", "limits"):
-        assert set(container["resources"][kind]) >= {"cpu", "memory"}, kind
+def check_pod_security(pod: dict[str, Any], container: dict[str, Any]) -> None:
     uid = dockerfile().user_uid
     for ctx in (pod["securityContext"], container["securityContext"]):
         assert ctx["runAsNonRoot"] is True
         assert ctx["runAsUser"] == uid != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
     sc = container["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"]["drop"] == ["ALL"]
-    # A read-only root needs writable /tmp and data dir: emptyDirs (or a volume) mounted there.
+    for kind in ("requests", "limits"):
+        assert set(container["resources"][kind]) >= {"cpu", "memory"}, kind
+    # A read-only root needs a writable /tmp and data dir: emptyDirs, never a shared volume
+    # (files are in PostgreSQL or S3, not on a ReadWriteMany disk).
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
-    data_dir = k8s_env()["HUBBUB_DATA_DIR"]
-    assert data_dir == "/data" == dockerfile().env["HUBBUB_DATA_DIR"]
+    data_dir = dockerfile().env["HUBBUB_DATA_DIR"]
     for path in ("/tmp", data_dir):
         assert path in mounts, path
         assert "emptyDir" in volumes[mounts[path]], path
+    assert all("persistentVolumeClaim" not in v for v in volumes.values())
 
 
-def test_service_selects_the_pods_without_affinity() -> None:
-    deployment = k8s_kind("Deployment")
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_deployment_resources_and_security(overlay: str) -> None:
+    deployment = one(rendered(overlay), "Deployment")
+    assert pod_env(overlay)["HUBBUB_DATA_DIR"] == dockerfile().env["HUBBUB_DATA_DIR"] == "/data"
+    check_pod_security(deployment["spec"]["template"]["spec"], hubbub_container(deployment))
+    spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
     pod_labels = dig(deployment, *POD_LABELS_KEY)
-    service = k8s_kind("Service")
+    for constraint in spread:
+        assert constraint["labelSelector"]["matchLabels"].items() <= pod_labels.items()
+    keys = {c["topologyKey"] for c in spread}
+    assert "kubernetes.io/hostname" in keys
+    if overlay == "production":
+        assert "topology.kubernetes.io/zone" in keys
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_service_selects_the_pods_without_affinity(overlay: str) -> None:
+    docs = rendered(overlay)
+    deployment = one(docs, "Deployment")
+    pod_labels = dig(deployment, *POD_LABELS_KEY)
+    service = one(docs, "Service")
     assert service["spec"]["type"] == "ClusterIP"
     assert service["spec"].get("sessionAffinity", "None") == "None"
     selector = service["spec"]["selector"]
@@ -262,22 +418,137 @@ def test_service_selects_the_pods_without_affinity() -> None:
     port_names = {p["name"] for p in hubbub_container(deployment)["ports"]}
     assert {p["targetPort"] for p in service["spec"]["ports"]} <= port_names
     assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    # The migration Job's pods are not behind the Service.
+    for job in (d for d in docs if d["kind"] == "Job"):
+        assert not selector.items() <= dig(job, *POD_LABELS_KEY).items()
 
 
-def test_pdb_protects_the_deployment() -> None:
-    deployment = k8s_kind("Deployment")
-    pod_labels = dig(deployment, *POD_LABELS_KEY)
-    pdb = k8s_kind("PodDisruptionBudget")
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_pdb_protects_the_deployment(overlay: str) -> None:
+    docs = rendered(overlay)
+    deployment = one(docs, "Deployment")
+    pdb = one(docs, "PodDisruptionBudget")
     selector = pdb["spec"]["selector"]["matchLabels"]
-    assert selector and selector.items() <= pod_labels.items()
     # Selects exactly the Deployment's pods (the same labels), not a wider set.
     assert selector == deployment["spec"]["selector"]["matchLabels"]
-    spec = pdb["spec"]
-    replicas = deployment["spec"]["replicas"]
-    if "minAvailable" in spec:
-        assert 2 <= spec["minAvailable"] < replicas
-    else:
-        assert spec["maxUnavailable"] == 1
+    assert pdb["spec"] == {"maxUnavailable": 1, "selector": pdb["spec"]["selector"]}
+
+
+def test_production_hpa_owns_the_replica_count() -> None:
+    docs = rendered("production")
+    deployment, hpa = one(docs, "Deployment"), one(docs, "HorizontalPodAutoscaler")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": deployment["apiVersion"],
+        "kind": "Deployment",
+        "name": deployment["metadata"]["name"],
+    }
+    # No replicas in the Deployment: `kubectl apply` must not reset what the HPA chose.
+    assert "replicas" not in deployment["spec"]
+    spec = hpa["spec"]
+    assert 2 <= spec["minReplicas"] < spec["maxReplicas"]
+    # The PDB still leaves a pod when the HPA is at its minimum.
+    assert one(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] < spec["minReplicas"]
+    resources = {m["resource"]["name"] for m in spec["metrics"] if m["type"] == "Resource"}
+    assert "cpu" in resources
+    requests = hubbub_container(deployment)["resources"]["requests"]
+    assert resources <= set(requests), "Utilization is relative to the request"
+    # Scaling down closes streams: slowly, one pod at a time, after minutes of low load.
+    down = spec["behavior"]["scaleDown"]
+    assert down["stabilizationWindowSeconds"] >= 300
+    assert all(p["type"] == "Pods" and p["value"] == 1 for p in down["policies"])
+
+
+def test_production_migration_job_runs_hubbub_migrate_like_the_pods() -> None:
+    docs = rendered("production")
+    deployment, job = one(docs, "Deployment"), one(docs, "Job")
+    server, migrate = hubbub_container(deployment), hubbub_container(job)
+    assert migrate["command"] == ["hubbub", "migrate"]
+    assert migrate["image"] == server["image"]
+    assert migrate["envFrom"] == server["envFrom"]
+    assert migrate.get("env") == server.get("env")
+    pod = job["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    check_pod_security(pod, migrate)
+    assert pod["securityContext"] == deployment["spec"]["template"]["spec"]["securityContext"]
+    # One Job per release: its name carries the image tag (Jobs are immutable).
+    tag = server["image"].rsplit(":", 1)[1]
+    assert job["metadata"]["name"] == f"hubbub-migrate-{tag}"
+    assert job["spec"]["ttlSecondsAfterFinished"] > 0
+    # Step 1 of a release, `kubectl apply -l 'app.kubernetes.io/component in
+    # (config,migration)'`, applies the Job and what it needs (the ConfigMap), nothing else.
+    component = "app.kubernetes.io/component"
+    first = {d["kind"] for d in docs if d["metadata"]["labels"][component] in PRE_ROLLOUT}
+    assert first == {"ConfigMap", "Job"}
+    assert "component in (config,migration)" in DEPLOYMENT_DOC.read_text()
+
+
+def test_migration_job_name_follows_the_image_tag(tmp_path: Path) -> None:
+    """Releasing 0.2.0 (the overlay's `images` tag) renders a new Job, hubbub-migrate-0.2.0."""
+    copied = tmp_path / "k8s"
+    shutil.copytree(K8S, copied)
+    k_path = copied / "overlays" / "production" / "kustomization.yaml"
+    k = yaml.safe_load(k_path.read_text())
+    k["images"] = [{"name": "hubbub", "newName": "registry.example/hubbub", "newTag": "0.2.0"}]
+    k_path.write_text(yaml.safe_dump(k))
+    docs = kustomize(copied / "overlays" / "production")
+    job = one(docs, "Job")
+    assert job["metadata"]["name"] == "hubbub-migrate-0.2.0"
+    assert hubbub_container(job)["image"] == "registry.example/hubbub:0.2.0"
+    assert hubbub_container(one(docs, "Deployment"))["image"] == "registry.example/hubbub:0.2.0"
+    kubernetes_validate.validate(job, K8S_VERSIONS[-1], strict=True)
+
+
+def test_production_networkpolicy_selects_the_pods_and_limits_traffic() -> None:
+    docs = rendered("production")
+    policy = one(docs, "NetworkPolicy")
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    for workload in (one(docs, "Deployment"), one(docs, "Job")):
+        assert selector and selector.items() <= dig(workload, *POD_LABELS_KEY).items()
+    assert sorted(policy["spec"]["policyTypes"]) == ["Egress", "Ingress"]
+    container = hubbub_container(one(docs, "Deployment"))
+    http = {p["name"]: p["containerPort"] for p in container["ports"]}
+    # In: only the HTTP port, only from named peers (the ingress controller, Prometheus).
+    for rule in policy["spec"]["ingress"]:
+        assert [p["port"] for p in rule["ports"]] in (["http"], [http["http"]])
+        assert rule["from"], "no ingress from everywhere"
+        for peer in rule["from"]:
+            assert peer["namespaceSelector"]["matchLabels"] and peer["podSelector"]["matchLabels"]
+    # Out: DNS (UDP and TCP), PostgreSQL, Redis, HTTPS; nothing else.
+    allowed = {
+        (p["protocol"], p["port"]) for rule in policy["spec"]["egress"] for p in rule["ports"]
+    }
+    assert allowed == {("UDP", 53), ("TCP", 53), ("TCP", 5432), ("TCP", 6379), ("TCP", 443)}
+    # The documented Secret's URLs use those ports.
+    env = documented_secret()
+    for key, port in (("HUBBUB_DATABASE", 5432), ("HUBBUB_BROKER", 6379)):
+        assert f":{port}/" in env[key], key
+
+
+def test_production_servicemonitor_scrapes_the_services_metrics_port() -> None:
+    docs = rendered("production")
+    monitor, service = one(docs, "ServiceMonitor"), one(docs, "Service")
+    # A ServiceMonitor selects Services by their labels.
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector and selector.items() <= service["metadata"]["labels"].items()
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    assert endpoint["path"] == "/metrics"
+    # /metrics with HUBBUB_METRICS_TOKEN set wants that Bearer token: the same Secret key.
+    credentials = endpoint["authorization"]["credentials"]
+    assert credentials["name"] == SECRET_NAME
+    assert credentials["key"] in documented_secret()
+    assert credentials["key"].removeprefix("HUBBUB_").lower() in Settings.model_fields
+
+
+def test_dev_overlay_is_one_pod_with_sqlite() -> None:
+    docs = rendered("dev")
+    deployment = one(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    [secret_ref] = [
+        r["secretRef"] for r in hubbub_container(deployment)["envFrom"] if "secretRef" in r
+    ]
+    assert secret_ref == {"name": SECRET_NAME, "optional": True}
 
 
 def check_settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
@@ -296,16 +567,23 @@ def check_settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Sett
     return Settings()
 
 
-def test_k8s_env_is_valid_hubbub_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = check_settings(k8s_env(), monkeypatch)
-    assert settings.database_url().startswith("postgresql+asyncpg://")
-    assert settings.broker.startswith("redis://")
-    assert settings.secret is not None
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_k8s_env_is_valid_hubbub_config(overlay: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = check_settings(pod_env(overlay), monkeypatch)
+    assert settings.auth == "jwt"
     assert settings.shutdown_timeout == 20
-    # Placeholders are clearly marked, and nothing that looks like a real secret is committed.
-    for key, value in k8s_kind("Secret")["stringData"].items():
-        assert "REPLACE-ME" in value, key
-    assert "PLACEHOLDER" in (K8S / "secret.yaml").read_text()
+    if overlay == "production":
+        assert settings.database_url().startswith("postgresql+asyncpg://")
+        assert settings.broker.startswith("redis://")
+        assert settings.secret is not None and len(settings.secret) >= 32
+        assert settings.metrics_token is not None
+        assert settings.cookie_secure is True
+    else:
+        # SQLite in the data dir (an emptyDir), one process, a secret generated there.
+        assert settings.database is None
+        assert settings.database_url().startswith("sqlite:///")
+        assert settings.broker == "memory://"
+        assert settings.secret is None
 
 
 # Compose ------------------------------------------------------------------------------------
@@ -375,13 +653,21 @@ def hubbub_nodes(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-def test_compose_two_nodes_share_store_broker_and_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compose_one_scaled_service_shares_store_broker_and_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     doc = compose()
+    # One service run as several replicas, not copy-pasted nodes.
     nodes = hubbub_nodes(doc)
-    assert sorted(nodes) == COMPOSE_NODES
-    envs = [svc["environment"] for svc in nodes.values()]
-    assert envs[0] == envs[1], "both nodes must be configured alike"
-    env = envs[0]
+    assert list(nodes) == [COMPOSE_SERVICE]
+    svc = nodes[COMPOSE_SERVICE]
+    assert svc["deploy"]["replicas"] >= 2
+    # Nothing that would clash between replicas (or make them reachable around nginx).
+    for key in ("hostname", "container_name", "ports"):
+        assert key not in svc, key
+    env = svc["environment"]
+    # The migrate step runs with exactly the replicas' settings.
+    assert doc["services"]["migrate"]["environment"] == env
     assert env["HUBBUB_DATABASE"].startswith("postgresql://")
     assert env["HUBBUB_BROKER"] == "redis://redis:6379/0"
     # One secret, from the environment / deploy/.env, never written in the file.
@@ -401,11 +687,11 @@ def test_compose_two_nodes_share_store_broker_and_secret(monkeypatch: pytest.Mon
     filled = {k: v or "filled-in-0123456789abcdef-0123456789" for k, v in example.items()}
     settings = check_settings({k: interpolate(str(v), filled) for k, v in env.items()}, monkeypatch)
     assert settings.database_url().startswith("postgresql+asyncpg://")
-    for name, svc in nodes.items():
-        assert svc["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}, name
-        assert duration_seconds(svc["stop_grace_period"]) > settings.shutdown_timeout
-        # Both nodes on one volume: uploaded files are visible through either node.
-        assert svc["volumes"] == ["hubbub-data:/data"]
+    assert svc["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
+    assert duration_seconds(svc["stop_grace_period"]) > settings.shutdown_timeout
+    # No shared volume: files are in PostgreSQL (or S3), /data is per-replica scratch.
+    assert "volumes" not in svc
+    assert set(doc.get("volumes", {})) == {"postgres-data"}
 
 
 def test_compose_dependencies_wait_for_health() -> None:
@@ -416,7 +702,7 @@ def test_compose_dependencies_wait_for_health() -> None:
     assert redis["image"].split(":")[1].startswith("7")
     for svc in (postgres, redis):
         assert svc["healthcheck"]["test"], svc
-    for name in COMPOSE_NODES:
+    for name in [COMPOSE_SERVICE]:
         deps = services[name]["depends_on"]
         assert deps["postgres"] == {"condition": "service_healthy"}
         assert deps["redis"] == {"condition": "service_healthy"}
@@ -424,7 +710,10 @@ def test_compose_dependencies_wait_for_health() -> None:
     assert services["migrate"]["command"] == ["hubbub", "migrate"]
     assert services["migrate"]["depends_on"]["postgres"] == {"condition": "service_healthy"}
     nginx = services["nginx"]
-    assert nginx["depends_on"] == {n: {"condition": "service_healthy"} for n in COMPOSE_NODES}
+    assert nginx["depends_on"] == {COMPOSE_SERVICE: {"condition": "service_healthy"}}
+    # `server … resolve` in an upstream (re-resolving the service name) needs nginx >= 1.27.3.
+    version = tuple(int(x) for x in nginx["image"].split(":")[1].split("-")[0].split("."))
+    assert version >= (1, 28) or version >= (1, 27, 3), nginx["image"]
     # Only nginx is published.
     assert [name for name, svc in services.items() if "ports" in svc] == ["nginx"]
     [mount] = nginx["volumes"]
@@ -530,14 +819,30 @@ def test_committed_conf_is_the_rendered_template() -> None:
         check=False,
     )
     assert bad.returncode != 0
+    bad_resolver = subprocess.run(
+        [sys.executable, str(RENDER), "--resolver", "not an address", "hubbub:8000"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert bad_resolver.returncode != 0
 
 
 def test_nginx_conf_is_safe_for_streams() -> None:
     conf = parse_nginx((NGINX_DIR / "hubbub.conf").read_text())
     assert [d.name for d in conf.block or []] == ["upstream", "map", "server"]
     upstream = conf.one("upstream")
-    # Both compose nodes, balanced by open connections, and no stickiness of any kind.
-    assert [d.args[0] for d in upstream.all("server")] == [f"{n}:8000" for n in COMPOSE_NODES]
+    # The compose service's name, looked up again every 10 s through Docker's DNS: it stands for
+    # every replica (`--scale hubbub=N` needs no nginx change). Balanced by open connections,
+    # no stickiness of any kind.
+    [server_line] = upstream.all("server")
+    assert server_line.args[0] == f"{COMPOSE_SERVICE}:8000"
+    assert "resolve" in server_line.args
+    assert upstream.value("zone").startswith("hubbub")  # `resolve` needs a shared zone
+    resolver = upstream.one("resolver").args
+    assert resolver[0] == DOCKER_DNS
+    assert nginx_seconds(resolver[1].removeprefix("valid=")) <= 30
     assert upstream.all("least_conn")
     for sticky in ("ip_hash", "hash", "sticky"):
         assert not upstream.all(sticky), sticky
