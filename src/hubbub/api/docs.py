@@ -22,6 +22,7 @@ from functools import cache
 from importlib import resources
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -101,6 +102,13 @@ def assets() -> dict[str, Asset]:
     }
 
 
+async def loaded_assets() -> dict[str, Asset]:
+    """``assets()``, read and compressed (half a second, once) off the event loop."""
+    if assets.cache_info().currsize:
+        return assets()
+    return await run_in_threadpool(assets)
+
+
 def asset_path(name: str) -> str:
     """``/docs/assets/<content hash>/<name>``: a new file is a new URL, so it can be cached."""
     return f"/docs/assets/{assets()[name].etag.strip(chr(34))}/{name}"
@@ -140,13 +148,14 @@ def install(app: FastAPI) -> None:
 
     @app.api_route("/docs", methods=["GET", "HEAD"], include_in_schema=False)
     async def docs_page(request: Request) -> Response:
+        await loaded_assets()
         root_path = str(request.scope.get("root_path", "")).rstrip("/")
         body = page(title, root_path, openapi_url)
         return Response(body, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
 
     @app.api_route("/docs/assets/{digest}/{name}", methods=["GET", "HEAD"], include_in_schema=False)
     async def docs_asset(request: Request, digest: str, name: str) -> Response:
-        asset = assets().get(name)
+        asset = (await loaded_assets()).get(name)
         if asset is None or f'"{digest}"' != asset.etag:
             raise NotFound("no such documentation asset", code="not_found")
         headers = {
