@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from hubbub import __version__
 from hubbub.api import activity, auth, errors, files, messages, ops, rooms, search, server
+from hubbub.api import docs as api_docs
 from hubbub.api import openapi as openapi_docs
 from hubbub.api.cors import Cors, CorsSend, send_preflight
 from hubbub.api.guard import RequestGuard
@@ -178,7 +179,15 @@ def build_fastapi(holder: HubbubApp) -> FastAPI:
             holder.runtime = None
             await rt.stop()
 
-    app = FastAPI(title="Hubbub", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="Hubbub",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # FastAPI's /docs and /redoc load scripts from a CDN: api/docs.py instead
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+    )
     errors.install(app)
     for router in (auth.router, rooms.router, messages.router, activity.router, ops.router):
         app.include_router(router)
@@ -186,6 +195,7 @@ def build_fastapi(holder: HubbubApp) -> FastAPI:
     app.include_router(files.router)
     app.include_router(server.router)
     openapi_docs.install(app)
+    api_docs.install(app)  # GET /docs: Swagger UI, self-hosted, with a CSP
     install_web_app(app)  # the browser app: GET / and /static/*
     return app
 

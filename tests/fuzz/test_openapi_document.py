@@ -142,6 +142,8 @@ def test_jwt_security_schemes() -> None:
             assert security == [], path
         elif path in ("/auth/refresh", "/auth/logout"):
             assert {"refreshCookie": []} in security and {} in security  # or a body token
+        elif path.startswith("/server/"):
+            assert security == [{"serverKey": []}], (method, path)
         else:
             assert {"bearerAuth": []} in security and {"sessionCookie": []} in security
             assert {} not in security, (method, path)
@@ -165,10 +167,47 @@ def test_trust_security_schemes() -> None:
     for method, path, op in operations(doc):
         if path in PUBLIC:
             assert op["security"] == [], path
+        elif path.startswith("/server/"):
+            assert op["security"] == [{"serverKey": []}], (method, path)
         elif path not in ("/auth/refresh", "/auth/logout"):
             assert {"userIdHeader": []} in op["security"], (method, path)
             assert {} in op["security"]  # nobody named: a guest
         assert "421" in op["responses"] or path in ("/chat/ws", "/ws/chat"), (method, path)
+
+
+def test_the_server_api_takes_a_server_key_and_nothing_else(doc: dict[str, Any]) -> None:
+    """``/server/*`` is for the application's backend: its own bearer scheme (``--server-key``),
+    never a user's token, cookie or ``User-ID``; no other route accepts a server key."""
+    scheme = doc["components"]["securitySchemes"]["serverKey"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    assert "--server-key" in scheme["description"]
+    server_ops = [(m, p, op) for m, p, op in operations(doc) if p.startswith("/server/")]
+    assert len(server_ops) >= 7
+    for method, path, op in server_ops:
+        assert op["security"] == [{"serverKey": []}], (method, path)
+        assert {"401", "403"} <= set(op["responses"]), (method, path)
+    for method, path, op in operations(doc):
+        if not path.startswith("/server/"):
+            assert {"serverKey": []} not in op["security"], (method, path)
+
+
+def test_every_security_requirement_names_a_declared_scheme(doc: dict[str, Any]) -> None:
+    declared = set(doc["components"]["securitySchemes"])
+    for method, path, op in operations(doc):
+        for requirement in op["security"]:
+            assert set(requirement) <= declared, (method, path, requirement)
+
+
+def test_a_busy_stream_documents_retry_after(doc: dict[str, Any]) -> None:
+    """``503 server_busy`` (too many streams starting) comes with ``Retry-After``; other 503s
+    may not, so there it is optional."""
+    for path in STREAMS:
+        response = doc["paths"][path]["get"]["responses"]
+        if path in ("/chat/ws", "/ws/chat"):
+            continue
+        header = response["503"]["headers"]["Retry-After"]
+        assert header["required"] is False and header["schema"]["type"] == "integer", path
+    assert "headers" not in doc["paths"]["/chat/rooms"]["get"]["responses"]["503"]
 
 
 def test_metrics_token_is_declared_when_set() -> None:

@@ -26,6 +26,15 @@ RETRY_AFTER: dict[str, Any] = {
         "schema": {"type": "integer", "minimum": 1},
     }
 }
+# A stream refused while too many are starting at once (`server_busy`) says when to come back.
+RETRY_AFTER_BUSY: dict[str, Any] = {
+    "Retry-After": {
+        "description": "Seconds to wait before opening the stream again: sent with "
+        "`server_busy` (too many streams starting at once).",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
 
 _BODY_METHODS = frozenset({"post", "put", "patch", "delete"})
 
@@ -40,6 +49,8 @@ PUBLIC = frozenset(
     {"/healthz", "/readyz", "/metrics", "/auth/register", "/auth/login"}
     | {r.path for r in ROUTES if r.access is Access.PUBLIC}
 )
+# The server API: the application's own backend, with a server key (never a user's credentials).
+SERVER_API = "/server/"
 # The GETs that open a stream: the only ones a `?ticket=` authenticates.
 STREAMS = frozenset(r.path for r in ROUTES if r.access is Access.STREAM)
 # A WebSocket answers nothing but its handshake: no JSON errors to document.
@@ -120,6 +131,14 @@ def security_schemes(auth: str, *, metrics_token: bool = False) -> dict[str, Any
                 },
             }
         )
+    schemes["serverKey"] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The server API (`/server/*`), for the application's own backend: "
+        "`Authorization: Bearer <server key>`, a key of `--server-key` (several "
+        "comma-separated keys are all accepted while one is rotated). None is 401; a user's "
+        "token, an old key, or any key while the server API is off is 403.",
+    }
     if metrics_token:
         schemes["metricsToken"] = {
             "type": "http",
@@ -137,6 +156,8 @@ def operation_security(
         return [{"metricsToken": []}]
     if path in PUBLIC:
         return []
+    if path.startswith(SERVER_API):
+        return [{"serverKey": []}]
     trust = auth == "trust"
     if path == "/auth/refresh":
         return [{"refreshCookie": []}, {}]  # or refresh_token in the body
@@ -160,13 +181,17 @@ def operation_security(
     return found
 
 
-def error_response(status: int, description: str | None = None) -> dict[str, Any]:
+def error_response(
+    status: int, description: str | None = None, *, stream: bool = False
+) -> dict[str, Any]:
     response: dict[str, Any] = {
         "description": description or ERROR_STATUSES[status],
         "content": {"application/json": {"schema": dict(ERROR_REF)}},
     }
     if status == 429:
         response["headers"] = dict(RETRY_AFTER)
+    elif status == 503 and stream:
+        response["headers"] = dict(RETRY_AFTER_BUSY)
     return response
 
 
@@ -276,7 +301,9 @@ def _describe_errors(auth: str, method: str, path: str, op: dict[str, Any]) -> N
     for status in sorted(_error_statuses(auth, method, path, op)):
         given = responses.get(str(status), {}).get("description")
         generic = given in (None, "error", "Validation Error", "Unprocessable Content")
-        responses[str(status)] = error_response(status, None if generic else given)
+        responses[str(status)] = error_response(
+            status, None if generic else given, stream=method == "get" and path in STREAMS
+        )
 
 
 def build_document(
