@@ -97,14 +97,16 @@ class RequestIdFilter(logging.Filter):
 
 
 class TextFormatter(logging.Formatter):
-    """``2026-11-30T22:37:25.123Z INFO hubbub.api [3f9c…] message key=value``."""
+    """``2026-11-30T22:37:25.123Z INFO hubbub.api [3f9c…] message key=value``: a newline in a
+    message is written ``\\n``, so one line is one record; a traceback follows on its own
+    lines."""
 
     def format(self, record: logging.LogRecord) -> str:
         rid = getattr(record, "request_id", None) or REQUEST_ID.get()
         line = f"{_timestamp(record)} {record.levelname} {record.name}"
         if rid:
             line += f" [{rid}]"
-        line += " " + record.getMessage()
+        line += " " + record.getMessage().replace("\n", "\\n")  # a record is a line
         extras = _extras(record)
         if extras:
             line += "".join(f" {k}={v}" for k, v in extras.items())
