@@ -18,9 +18,13 @@ send fast lane by the lane itself; the app only names the route.
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 UNMATCHED = "unmatched"
 ROUTE_KEY = "hubbub.route"
@@ -28,7 +32,12 @@ ROUTE_KEY = "hubbub.route"
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _UNTIMED = frozenset({"/chat/room/{room_id}/poll"})
-_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BOUNDS = (*map(str, BUCKETS), "+Inf")
+_REQUESTS = "hubbub_http_requests"
+_REQUESTS_HELP = "HTTP requests answered, by route template and status (streams: once established)"
+_DURATION = "hubbub_http_request_duration_seconds"
+_DURATION_HELP = "From a request's headers to its response head (long-polls excluded)"
 
 
 def route_of(scope: Any) -> str:
@@ -45,41 +54,49 @@ def route_of(scope: Any) -> str:
     return UNMATCHED
 
 
-class HttpMetrics:
-    """The two series on ``registry``, with each label set's children kept at hand: one dict
-    lookup per request instead of prometheus_client's ``labels()``."""
+class HttpMetrics(Collector):
+    """The two series, kept as plain numbers and turned into metric families when scraped:
+    a request costs a dict lookup, a bisect and two additions, no lock (every request is
+    counted on the event loop's thread, where ``/metrics`` is served too)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Counter(
-            "hubbub_http_requests",
-            "HTTP requests answered, by route template and status (streams: once established)",
-            ["method", "route", "status"],
-            registry=registry,
-        )
-        self.duration = Histogram(
-            "hubbub_http_request_duration_seconds",
-            "From a request's headers to its response head (long-polls excluded)",
-            ["method", "route"],
-            buckets=_BUCKETS,
-            registry=registry,
-        )
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._counts: dict[tuple[str, str, int], int] = {}
+        # per (method, route): the count in each bucket (not cumulative; the last is +Inf),
+        # then the sum of the durations
+        self._timings: dict[tuple[str, str], list[float]] = {}
+        registry.register(self)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        if method not in _METHODS:
+            method = "other"
         key = (method, route, status)
-        children = self._children.get(key)
-        if children is None:
-            children = self._child(method, route, status)
-        counter, histogram = children
-        counter.inc()
-        if histogram is not None:
-            histogram.observe(seconds)
+        counts = self._counts
+        counts[key] = counts.get(key, 0) + 1
+        if route in _UNTIMED:
+            return
+        timing = self._timings.get((method, route))
+        if timing is None:
+            timing = self._timings[method, route] = [0.0] * (len(BUCKETS) + 2)
+        timing[bisect_left(BUCKETS, seconds)] += 1
+        timing[-1] += seconds
 
-    def _child(self, method: str, route: str, status: int) -> tuple[Any, Any]:
-        label = method if method in _METHODS else "other"
-        counter = self.requests.labels(label, route, str(status))
-        histogram = None if route in _UNTIMED else self.duration.labels(label, route)
-        children = (counter, histogram)
-        if label == method:  # an odd method shares "other"; not kept under each spelling
-            self._children[method, route, status] = children
-        return children
+    def describe(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(_REQUESTS, _REQUESTS_HELP, labels=["method", "route", "status"])
+        yield HistogramMetricFamily(_DURATION, _DURATION_HELP, labels=["method", "route"])
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            _REQUESTS, _REQUESTS_HELP, labels=["method", "route", "status"]
+        )
+        for (method, route, status), count in sorted(self._counts.items()):
+            requests.add_metric([method, route, str(status)], count)
+        yield requests
+        duration = HistogramMetricFamily(_DURATION, _DURATION_HELP, labels=["method", "route"])
+        for (method, route), timing in sorted(self._timings.items()):
+            buckets = []
+            seen = 0.0
+            for bound, in_bucket in zip(_BOUNDS, timing, strict=False):
+                seen += in_bucket
+                buckets.append((bound, seen))
+            duration.add_metric([method, route], buckets, timing[-1])
+        yield duration
