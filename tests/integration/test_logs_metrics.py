@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support import Server, client, open_stream, say, user
+from tests.support import REDIS_URL, Server, client, open_stream, redis_available, say, user
 
 HEX_ID = re.compile(r"[0-9a-f]{16}")
 TEXT_LINE = re.compile(
@@ -158,6 +160,33 @@ async def test_hostile_request_ids_are_replaced_never_echoed(json_server: Server
     log = json_server.log()
     assert "forged" not in log and "injected" not in log and "x" * 200 not in log
     assert all(rec["level"] != "CRITICAL" for rec in json_lines(json_server))
+
+
+async def test_worker_processes_log_json_too(tmp_path: Path) -> None:
+    """``--workers 2``: each worker process (spawned by uvicorn) configures the same format."""
+    redis_available()
+    srv = Server(
+        tmp_path / "workers",
+        auth="trust",
+        args=["--log-format", "json", "--workers", "2", "--broker", REDIS_URL],
+        env={"HUBBUB_BROKER_PREFIX": f"test-logs-{uuid.uuid4().hex[:8]}:"},
+    ).start(timeout=60)
+    try:
+        async with client(srv.url) as http:
+            for i in range(6):
+                r = await http.post(
+                    "/auth/login",
+                    json={"username": "no_such_worker_user", "password": "wrong-password-123"},
+                    headers={"X-Request-ID": f"worker-req-{i}"},
+                )
+                assert r.status_code == 401 and r.headers["x-request-id"] == f"worker-req-{i}"
+        for i in range(6):
+            await wait_for_line(srv, lambda rec, i=i: rec.get("request_id") == f"worker-req-{i}")
+    finally:
+        srv.stop()
+    records = json_lines(srv)  # the parent's lines and both workers', every one JSON
+    started = {rec["message"] for rec in records if rec["message"].startswith("Started server")}
+    assert len(started) >= 2, started  # one per worker process
 
 
 async def test_text_format_is_shared_by_hubbub_and_uvicorn(text_server: Server) -> None:
