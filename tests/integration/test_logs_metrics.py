@@ -266,6 +266,7 @@ async def test_per_route_metrics_use_templates(text_server: Server) -> None:
             http, f"/chat/room/{rooms[0]}/events", headers=user("alice")
         ) as stream:
             assert stream.status == 200
+            assert HEX_ID.fullmatch(stream.headers["x-request-id"])  # on the stream's head
             # counted while open: a stream is counted when its head goes out
             text = (await http.get("/metrics")).text
     total = samples(text, "hubbub_http_requests_total")
