@@ -35,6 +35,8 @@ from hubbub.api.routes import WEBSOCKET, Dispatch, streams_body
 from hubbub.api.send import SendRoute
 from hubbub.config import Settings
 from hubbub.errors import HubbubError, NotFound, TooLarge, Unavailable
+from hubbub.http_metrics import ROUTE_KEY, HttpMetrics
+from hubbub.logs import REQUEST_ID, SCOPE_KEY, request_id_of
 from hubbub.runtime import Runtime
 from hubbub.web import install as install_web_app
 
@@ -60,11 +62,14 @@ class HubbubApp:
         self.runtime: Runtime | None = None
         self.raw: Dispatch | None = None  # the raw routes, bound while the runtime runs
         self.send_route: SendRoute | None = None  # the same route, for the fast lane
+        self.http_metrics: HttpMetrics | None = None  # per-route series, while the runtime runs
         self.guard = RequestGuard(settings)
         self.cors = Cors(settings.cors_allowlist())
         self.api = build_fastapi(self)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":  # the HTTP protocol worked the id out (logs.py)
+            REQUEST_ID.set(scope.get(SCOPE_KEY) or request_id_of(scope["headers"]).decode())
         if scope["type"] == "http" and self.cors.active:
             origin = self.cors.origin_of(scope)
             if origin is not None:
@@ -87,6 +92,7 @@ class HubbubApp:
             found = raw.match(WEBSOCKET, scope["path"]) if raw is not None else None
             if found is not None:
                 handler, params = found
+                scope[ROUTE_KEY] = raw.templates[handler]  # type: ignore[union-attr]
                 await handler(scope, receive, send, params)
             else:
                 await receive()
@@ -98,6 +104,7 @@ class HubbubApp:
             found = raw.match(method, path)
             if found is not None:
                 handler, params = found
+                scope[ROUTE_KEY] = raw.templates[handler]
                 await handler(scope, receive, send, params)
                 return
             if raw.refuses(method, path):
@@ -171,10 +178,12 @@ def build_fastapi(holder: HubbubApp) -> FastAPI:
         holder.runtime = rt
         holder.raw = Dispatch(rt)
         holder.send_route = SendRoute.of(rt)
+        holder.http_metrics = HttpMetrics(rt.metrics.registry)
         try:
             yield
         finally:
             holder.send_route = None
+            holder.http_metrics = None
             holder.raw = None
             holder.runtime = None
             await rt.stop()

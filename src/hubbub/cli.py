@@ -70,6 +70,9 @@ def serve(
     log_level: Annotated[
         str | None, Opt(help="debug | info | warning | error [HUBBUB_LOG_LEVEL, info]")
     ] = None,
+    log_format: Annotated[
+        str | None, Opt(help="text | json: log line format [HUBBUB_LOG_FORMAT, text]")
+    ] = None,
     ping_interval: Annotated[
         float | None, Opt(help="seconds between SSE keep-alive pings [15]")
     ] = None,
@@ -140,6 +143,7 @@ def serve(
         force_trust=force_trust,
         secret=secret,
         log_level=log_level,
+        log_format=log_format,
         ping_interval=ping_interval,
         presence_grace=presence_grace,
         stale_timeout=stale_timeout,

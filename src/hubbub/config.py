@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     )
     secret: str | None = Field(default=None, description="HS256 secret; generated once if unset")
     log_level: str = "info"
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text: one readable line per record; json: one JSON object per line "
+        "(Hubbub's and uvicorn's lines alike)",
+    )
 
     ping_interval: float = 15.0
     stale_timeout: float = Field(

@@ -34,15 +34,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from time import perf_counter
 from typing import Any
 
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
 from hubbub.api.raw import JSON_TYPE, Reply, error_reply
 from hubbub.app import HubbubApp
 from hubbub.config import Settings
 from hubbub.errors import HubbubError
+from hubbub.http_metrics import HttpMetrics, route_of
+from hubbub.logs import REQUEST_ID, SCOPE_KEY, request_id_of
 
 log = logging.getLogger("hubbub")
 
@@ -74,8 +81,10 @@ class FastCycle:
         "keep_alive",
         "message_event",
         "query",
+        "request_id",
         "response_complete",
         "size",
+        "started",
         "too_large",
     )
 
@@ -83,12 +92,42 @@ class FastCycle:
         self.headers = headers  # the parser moves on to a pipelined request's headers
         self.query = query
         self.keep_alive = keep_alive
+        self.request_id = request_id_of(headers)
+        self.started = perf_counter()
         self.body: list[bytes] = []
         self.size = 0
         self.too_large = False
         self.response_complete = False
         self.disconnected = False
         self.message_event = _NoEvent()
+
+
+class MeteredCycle(RequestResponseCycle):
+    """uvicorn's request cycle, counting the request in the per-route metrics when its
+    response head goes out (``http_metrics.py``). The protocol turns each new cycle into one
+    and gives it ``started`` and ``meter``; its own request id is in its default headers."""
+
+    started: float
+    meter: HttpMetrics | None
+
+    async def send(self, message: Any) -> None:
+        meter = self.meter
+        if (
+            meter is not None
+            and not self.response_started
+            and message["type"] == "http.response.start"
+        ):
+            scope = self.scope
+            meter.observe(
+                scope["method"], route_of(scope), message["status"], perf_counter() - self.started
+            )
+        await super().send(message)
+
+
+def _hubbub_of(app: Any) -> HubbubApp | None:
+    while app is not None and not isinstance(app, HubbubApp):
+        app = getattr(app, "app", None)  # uvicorn's middleware wrappers
+    return app
 
 
 def _fast_lane_of(app: Any) -> tuple[HubbubApp | None, Any]:
@@ -112,6 +151,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     _lane_app: Any = None
     _lane: HubbubApp | None = None
     _trusted: Any = None
+    _hubbub: HubbubApp | None = None  # the app (per-route metrics), with or without a lane
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -121,6 +161,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             if self.access_log or self.root_path or self.limit_concurrency is not None:
                 lane = None
             cls._lane, cls._trusted, cls._lane_app = lane, trusted, self.app
+            cls._hubbub = _hubbub_of(self.app)
         self._in_head = True
         self._head_bytes = 0  # bytes received while a head was incomplete
         self._field_bytes = 0  # the parsed head's size, for a head that arrived in one read
@@ -169,7 +210,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         if self._lane is not None and self._takes_fast_lane():
             return
+        previous = self.cycle
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not previous and type(cycle) is RequestResponseCycle:  # not an upgrade
+            self._stamp(cycle)
 
     def on_body(self, body: bytes) -> None:
         if self._refused:
@@ -196,6 +241,18 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.tasks.add(task)
             return
         super().on_message_complete()
+
+    def _stamp(self, cycle: RequestResponseCycle) -> None:
+        """The request's id (in its scope, for the app, and in its response head) and what
+        the per-route metrics need."""
+        rid = request_id_of(self.headers)
+        self.scope[SCOPE_KEY] = rid.decode()  # type: ignore[literal-required]
+        cycle.default_headers = [*cycle.default_headers, (b"x-request-id", rid)]
+        cycle.__class__ = MeteredCycle
+        metered: Any = cycle
+        metered.started = perf_counter()
+        hubbub = self._hubbub
+        metered.meter = hubbub.http_metrics if hubbub is not None else None
 
     # the fast lane
 
@@ -232,6 +289,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     async def _answer_fast(self, cycle: FastCycle) -> None:
         lane = self._lane
         assert lane is not None
+        REQUEST_ID.set(cycle.request_id.decode())  # this task's log lines
         scope = {
             "type": "http",
             "method": "POST",
@@ -246,6 +304,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         except Exception as exc:  # a bug: answered as uvicorn would, logged with its traceback
             log.exception("POST /chat/messages failed")
             reply = error_reply(HubbubError(f"internal error: {type(exc).__name__}"))
+        meter = lane.http_metrics
+        if meter is not None:
+            meter.observe("POST", "/chat/messages", reply.status, perf_counter() - cycle.started)
         self._write_fast(cycle, reply)
 
     def _write_fast(self, cycle: FastCycle, reply: Reply) -> None:
@@ -255,7 +316,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         head = [STATUS_LINE[reply.status]]
         for name, value in self.server_state.default_headers:
             head.extend((name, b": ", value, b"\r\n"))
-        head.append(b"content-type: %s\r\ncontent-length: %d\r\n" % (JSON_TYPE, len(reply.body)))
+        head.append(
+            b"content-type: %s\r\ncontent-length: %d\r\nx-request-id: %s\r\n"
+            % (JSON_TYPE, len(reply.body), cycle.request_id)
+        )
         for name, value in reply.headers or ():
             head.extend((name, b": ", value, b"\r\n"))
         if not cycle.keep_alive:

@@ -16,6 +16,8 @@ from uvicorn._subprocess import get_subprocess
 from hubbub.app import HubbubApp, create_app
 from hubbub.config import Settings, is_loopback
 from hubbub.http_protocol import configure as configure_http
+from hubbub.logs import configure as configure_logs
+from hubbub.logs import log_config
 
 log = logging.getLogger("hubbub")
 
@@ -99,10 +101,7 @@ def serve(settings: Settings) -> None:
             "its own messages)"
         )
     level = settings.log_level.lower()
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logs(settings.log_format, level)
     multi = settings.workers > 1
     if multi:
         _migrate(settings)  # once, before the workers race to do it
@@ -122,6 +121,7 @@ def serve(settings: Settings) -> None:
         ws_ping_timeout=settings.ws_ping_timeout,
         ws_per_message_deflate=False,
         lifespan="on",
+        log_config=log_config(settings.log_format, level),  # worker processes apply it too
         log_level="debug" if level == "trace" else level,
         access_log=level == "debug",
         timeout_graceful_shutdown=int(settings.shutdown_timeout),

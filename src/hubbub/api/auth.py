@@ -8,6 +8,8 @@ sets and clears the cookies, and picks the status codes.
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -26,6 +28,7 @@ from hubbub.errors import HubbubError
 from hubbub.wire import PasswordChangedOut, TicketOut, TokenOut, UserOut
 
 router = APIRouter(prefix="/auth", tags=["auth"])
+log = logging.getLogger("hubbub.auth")
 
 REFRESH_COOKIE = "hubbub_refresh"
 
@@ -76,7 +79,13 @@ async def login(
     """Exchange username and password for tokens; also sets the HttpOnly session cookie. The
     username matches regardless of case. After too many failures for a username or from an
     address: 429 with ``Retry-After``, before any password is checked."""
-    issued = await accounts.login(body.username, body.password, _address(request))
+    try:
+        issued = await accounts.login(body.username, body.password, _address(request))
+    except HubbubError as exc:  # what an operator watches for (and fail2ban can read)
+        log.warning(
+            "sign-in refused (%s) for %r from %s", exc.code, body.username, _address(request)
+        )
+        raise
     return _issued(request, auth, issued)
 
 

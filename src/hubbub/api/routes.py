@@ -401,14 +401,16 @@ def streams_body(method: str, path: str) -> bool:
 class Dispatch:
     """The table bound to a running server: the handlers built once, exact paths in a dict."""
 
-    __slots__ = ("_exact", "_refused", "_templated")
+    __slots__ = ("_exact", "_refused", "_templated", "templates")
 
     def __init__(self, rt: Runtime, routes: tuple[RawRoute, ...] = ROUTES) -> None:
         self._exact: dict[tuple[str, str], RawHandler] = {}
         self._templated: list[tuple[str, re.Pattern[str], RawHandler]] = []
         self._refused: list[tuple[str, PathPattern]] = []
+        self.templates: dict[RawHandler, str] = {}  # each handler's path template (metrics)
         for route in routes:
             handler = route.build(rt)
+            self.templates[handler] = route.path
             regex = route.pattern.regex
             if regex is None:
                 self._exact[route.method, route.path] = handler
