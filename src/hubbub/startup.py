@@ -240,14 +240,17 @@ def check_serve(settings: Settings) -> None:
         try:
             check_settings(settings.webhook_url, settings.webhook_secret)
         except ValueError as exc:
-            message = str(exc)
-            field = "webhook_secret" if "needs --webhook-secret" in message else "webhook_url"
-            message = re.sub(r"^--webhook-url (must|needs)", r"\1", message)
-            if field == "webhook_url":
-                message = message.replace(
-                    repr(settings.webhook_url), repr(redact_url(settings.webhook_url))
-                )
-            raise ConfigError(field, message) from None
+            if "--webhook-secret" in str(exc):  # the URL is fine; the key is missing
+                raise ConfigError(
+                    "webhook_secret",
+                    "required with --webhook-url: the key each POST's Hubbub-Signature is "
+                    "made with (receivers check it), e.g. 32 random bytes",
+                ) from None
+            message = re.sub(r"^--webhook-url ", "", str(exc))
+            message = message.replace(
+                repr(settings.webhook_url), repr(redact_url(settings.webhook_url))
+            )
+            raise ConfigError("webhook_url", message) from None
 
 
 SecretSource = Literal["given", "loaded", "generated"]

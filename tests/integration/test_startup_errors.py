@@ -241,7 +241,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Ran]:
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     codes = json.loads(done.stdout)
     return {
-        case.name: Ran(code, Path(job["out"]).read_text(), Path(job["err"]).read_text())
+        case.name: Ran(code, Path(str(job["out"])).read_text(), Path(str(job["err"])).read_text())
         for case, job, code in zip(CASES, jobs, codes, strict=True)
     }
 
