@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import os
 import re
@@ -72,8 +73,19 @@ class StartupFailure(ConfigError):
 
 
 def option_names(field: str) -> str:
-    """``port`` → ``--port / HUBBUB_PORT``: the two places an operator sets it."""
-    return f"--{field.replace('_', '-')} / HUBBUB_{field.upper()}"
+    """``port`` → ``--port / HUBBUB_PORT``: the places an operator sets it (only the env var
+    for a setting ``hubbub serve`` has no flag for)."""
+    env = f"HUBBUB_{field.upper()}"
+    return f"--{field.replace('_', '-')} / {env}" if field in _serve_flags() else env
+
+
+@functools.cache
+def _serve_flags() -> frozenset[str]:
+    import inspect
+
+    from hubbub.cli import serve
+
+    return frozenset(inspect.signature(serve).parameters)
 
 
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]+@")

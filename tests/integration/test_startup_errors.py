@@ -93,6 +93,20 @@ CASES: list[Case] = [
     Case("webhook-no-secret", ["--webhook-url", "http://127.0.0.1:9/h"], 2, "--webhook-secret"),
     Case("trust-on-public-address", ["--auth", "trust", "--host", "0.0.0.0"], 2, "--auth"),
     Case("unknown-flag", ["--colour", "red"], 2, "--colour"),
+    Case(
+        "env-only",
+        [],
+        2,
+        "error: HUBBUB_RESYNC_INTERVAL: 'soon'",
+        {"HUBBUB_RESYNC_INTERVAL": "soon"},
+    ),
+    Case(
+        "two-bad-values",
+        ["--auth", "foo"],
+        2,
+        "--auth / HUBBUB_AUTH",
+        {"HUBBUB_LOG_LEVEL": "loud"},
+    ),
     # what the settings name is not there: exit code 3
     *flag_and_env("postgres-down", "--database", CLOSED_PG, 3, hidden=(DB_PASSWORD,)),
     *flag_and_env("redis-down", "--broker", CLOSED_REDIS, 3, hidden=(REDIS_PASSWORD,)),
