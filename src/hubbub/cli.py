@@ -40,8 +40,11 @@ def _root(
 
 
 def _settings(**given: Any) -> Settings:
-    """Flags override HUBBUB_* env vars, which override the defaults."""
-    return Settings(**{k: v for k, v in given.items() if v is not None})
+    """Flags override HUBBUB_* env vars, which override the defaults; a bad one is a one-line
+    error naming the flag and the env var (``hubbub.startup``)."""
+    from hubbub.startup import load_settings
+
+    return load_settings(**given)
 
 
 @app.command()
@@ -129,8 +132,8 @@ def serve(
     ] = None,
 ) -> None:
     """Run the server (SQLite + in-memory fan-out unless told otherwise)."""
-    from hubbub.server import TrustModeRefused, WorkersNeedBroker
     from hubbub.server import serve as run
+    from hubbub.startup import check_serve
 
     settings = _settings(
         host=host,
@@ -163,19 +166,8 @@ def serve(
         webhook_url=webhook_url,
         webhook_secret=webhook_secret,
     )
-    try:
-        if settings.jwt_public_key:  # a bad key stops here, not in a worker's start-up
-            from hubbub.auth.external_keys import load_public_keys
-
-            load_public_keys(settings.jwt_public_key)
-        if settings.webhook_url:
-            from hubbub.webhooks.worker import check_settings
-
-            check_settings(settings.webhook_url, settings.webhook_secret)
-        run(settings)
-    except (TrustModeRefused, WorkersNeedBroker, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    check_serve(settings)  # a bad key or webhook stops here, not in a worker's start-up
+    run(settings)
 
 
 @app.command()
@@ -184,17 +176,11 @@ def migrate(
     database: Annotated[str | None, Opt(help="database URL")] = None,
 ) -> None:
     """Apply database migrations (the server also does this at start)."""
-    from hubbub.store.sql import SqlStore
+    from hubbub.startup import reach_database, redact_url
 
     settings = _settings(data_dir=data_dir, database=database)
-
-    async def run() -> None:
-        store = SqlStore(settings.database_url())
-        await store.start()
-        await store.close()
-
-    asyncio.run(run())
-    typer.echo(f"migrated {settings.database_url()}")
+    reach_database(settings)
+    typer.echo(f"migrated {redact_url(settings.database or settings.database_url())}")
 
 
 @user_app.command("create")
@@ -205,11 +191,13 @@ def user_create(
     database: Annotated[str | None, Opt(help="database URL")] = None,
 ) -> None:
     """Create a user who can log in with a password."""
+    from pydantic import ValidationError
+
     from hubbub.api.schemas import Register
     from hubbub.auth.accounts import create_account
     from hubbub.auth.passwords import password_weakness
     from hubbub.errors import Conflict
-    from hubbub.store.sql import SqlStore
+    from hubbub.startup import ConfigError, describe_validation, open_store
 
     settings = _settings(data_dir=data_dir, database=database)
     if password is None:
@@ -218,17 +206,16 @@ def user_create(
         )
     try:
         name = Register(username=name, password=password).username
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    except ValidationError as exc:  # its text would echo the password: said field by field
+        first = describe_validation(exc)[0]
+        raise ConfigError(None, f"{first.setting}: {first.message}") from None
     weakness = password_weakness(password, name)
     if weakness is not None:
         typer.echo(f"error: {weakness}", err=True)
         raise typer.Exit(2)
 
     async def run() -> str:
-        store = SqlStore(settings.database_url())
-        await store.start()
+        store = await open_store(settings)
         try:
             user = await create_account(store, name, password)
             return user.id
@@ -257,7 +244,9 @@ _register_more()
 
 
 def main() -> None:
-    app()
+    from hubbub.startup import run_cli
+
+    run_cli(app)
 
 
 if __name__ == "__main__":

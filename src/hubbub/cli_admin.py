@@ -38,13 +38,12 @@ def _fail(message: str, code: int = 1) -> Any:
 def _with_store(
     data_dir: Path | None, database: str | None, work: Callable[[SqlStore], Awaitable[T]]
 ) -> T:
-    from hubbub.store.sql import SqlStore
+    from hubbub.startup import open_store
 
     settings = _settings(data_dir, database)
 
     async def run() -> T:
-        store = SqlStore(settings.database_url())
-        await store.start()
+        store = await open_store(settings)  # unreachable: one line, exit code 3
         try:
             return await work(store)
         finally:
@@ -54,10 +53,9 @@ def _with_store(
 
 
 def _settings(data_dir: Path | None, database: str | None) -> Settings:
-    from hubbub.config import Settings
+    from hubbub.startup import load_settings
 
-    given: dict[str, Any] = {"data_dir": data_dir, "database": database}
-    return Settings(**{k: v for k, v in given.items() if v is not None})
+    return load_settings(data_dir=data_dir, database=database)
 
 
 def _print_rows(rows: list[dict[str, object]], as_json: bool, columns: list[str]) -> None:

@@ -6,20 +6,22 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hubbub.backend_url import backend_of
 from hubbub.limits import MAX_MESSAGE_CHARS
 
 AuthMode = Literal["jwt", "trust"]
+LOG_LEVELS = ("debug", "info", "warning", "error", "trace")  # trace: uvicorn's, undocumented
+MIN_SECRET_BYTES = 32  # HS256 (the signer refuses less)
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HUBBUB_", extra="ignore")
 
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(default=8000, ge=0, le=65535)
     data_dir: Path = Path("./hubbub-data")
     database: str | None = Field(
         default=None, description="SQLAlchemy URL; default: a SQLite file in the data dir"
@@ -39,7 +41,7 @@ class Settings(BaseSettings):
         description="how often a node checks the store for events its broker "
         "did not deliver (Redis broker)",
     )
-    workers: int = 1
+    workers: int = Field(default=1, ge=1)
     backlog: int = Field(
         default=8192,
         description="listen backlog: connections the kernel queues before the server accepts "
@@ -170,6 +172,42 @@ class Settings(BaseSettings):
     webhook_secret: str | None = Field(
         default=None, description="HMAC-SHA256 key of the Hubbub-Signature header"
     )
+
+    # Checked here so a flag and its env var are refused alike, before anything starts
+    # (``hubbub.startup`` turns each refusal into one line naming both).
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.lower()
+        if level not in LOG_LEVELS:
+            raise ValueError("not a log level")
+        return level
+
+    @field_validator("secret")
+    @classmethod
+    def _long_secret(cls, value: str | None) -> str | None:
+        if value and len(value.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"the secret is {len(value.encode())} bytes; at least {MIN_SECRET_BYTES} "
+                "are needed (RFC 7518 §3.2)"
+            )
+        return value
+
+    @field_validator("database")
+    @classmethod
+    def _database_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = value.split("://", 1)[0].split("+", 1)[0] if "://" in value else ""
+        if scheme not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError("not a sqlite:/// or postgresql:// URL")
+        return value
+
+    @field_validator("broker")
+    @classmethod
+    def _broker_scheme(cls, value: str) -> str:
+        backend_of(value)  # ValueError naming the known schemes
+        return value
 
     def shared_broker(self) -> bool:
         """Whether nodes share state through the broker URL (read as every backend reads it)."""

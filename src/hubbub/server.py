@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
@@ -14,10 +13,11 @@ import uvicorn
 from uvicorn._subprocess import get_subprocess
 
 from hubbub.app import HubbubApp, create_app
-from hubbub.config import Settings, is_loopback
+from hubbub.config import Settings
 from hubbub.http_protocol import configure as configure_http
 from hubbub.logs import configure as configure_logs
 from hubbub.logs import log_config
+from hubbub.startup import check_trust, check_workers
 
 log = logging.getLogger("hubbub")
 
@@ -49,22 +49,6 @@ class HubbubServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-class TrustModeRefused(RuntimeError):
-    pass
-
-
-def check_trust(settings: Settings) -> None:
-    if settings.auth == "trust" and not is_loopback(settings.host) and not settings.force_trust:
-        raise TrustModeRefused(
-            f"refusing --auth trust on non-loopback address {settings.host}: anyone could act "
-            "as anyone. Use --auth jwt, bind 127.0.0.1, or pass --force-trust if you mean it."
-        )
-
-
-class WorkersNeedBroker(RuntimeError):
-    pass
-
-
 def worker_app() -> HubbubApp:
     """The app of one worker process; its settings come from the HUBBUB_* environment."""
     settings = Settings()
@@ -81,30 +65,21 @@ def _export(settings: Settings) -> None:
     os.environ["HUBBUB_WORKERS"] = "1"
 
 
-def _migrate(settings: Settings) -> None:
-    from hubbub.store.sql import SqlStore
-
-    async def run() -> None:
-        store = SqlStore(settings.database_url())
-        await store.start()
-        await store.close()
-
-    asyncio.run(run())
-
-
 def serve(settings: Settings) -> None:
+    """Check what the settings name is there (``hubbub.startup``: one-line errors, exit code 3),
+    bind the port, say what runs where, then serve."""
+    from hubbub import startup
+
     check_trust(settings)
-    if settings.workers > 1 and not settings.shared_broker():
-        raise WorkersNeedBroker(
-            f"--workers {settings.workers} needs a broker all processes share, e.g. "
-            "--broker redis://127.0.0.1:6379/0 (with memory:// each process would only see "
-            "its own messages)"
-        )
+    check_workers(settings)
     level = settings.log_level.lower()
     configure_logs(settings.log_format, level)
     multi = settings.workers > 1
+    secret = startup.prepare_data_dir(settings)
+    sock = startup.listen(settings)
+    startup.reach_broker(settings)
+    startup.reach_database(settings)  # migrates once, before any worker races to
     if multi:
-        _migrate(settings)  # once, before the workers race to do it
         _export(settings)
     app: HubbubApp | str = "hubbub.server:worker_app" if multi else create_app(settings)
     config = uvicorn.Config(
@@ -129,16 +104,16 @@ def serve(settings: Settings) -> None:
         server_header=False,
         date_header=False,
     )
+    startup.log_summary(settings, sock, secret)
     if not multi:
-        HubbubServer(config).run()
+        HubbubServer(config).run(sockets=[sock])
         return
-    run_workers(config, settings.workers)
+    run_workers(config, settings.workers, sock)
 
 
-def run_workers(config: uvicorn.Config, count: int) -> None:
+def run_workers(config: uvicorn.Config, count: int, sock: socket.socket) -> None:
     """``count`` processes share one listening socket; SIGTERM/SIGINT is passed on to each,
     which drains as a single server does; a worker that dies is replaced."""
-    sock = config.bind_socket()
     server = HubbubServer(config)
     stopping = False
 
