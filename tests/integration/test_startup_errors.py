@@ -369,11 +369,13 @@ def test_urls_are_shown_without_passwords() -> None:
 
 
 def _summary(server: Server) -> list[str]:
-    return [
-        line.split("hubbub: ", 1)[1]
-        for line in server.log().splitlines()
-        if " INFO hubbub: " in line
-    ]
+    """The ``hubbub`` logger's INFO lines, in the text format: ``<ts> INFO hubbub <message>``."""
+    found = []
+    for line in server.log().splitlines():
+        parts = line.split(" ", 3)
+        if len(parts) == 4 and parts[1:3] == ["INFO", "hubbub"]:
+            found.append(parts[3])
+    return found
 
 
 def test_start_up_summary_reports_a_generated_secret_without_printing_it(tmp_path: Path) -> None:
