@@ -85,6 +85,17 @@ def serve(
     max_upload_bytes: Annotated[
         int | None, Opt(help="largest file upload in bytes [26214400 = 25 MiB]")
     ] = None,
+    files: Annotated[
+        str | None,
+        Opt(
+            help="local | database | s3://bucket/prefix [HUBBUB_FILES, database with "
+            "PostgreSQL, else local]"
+        ),
+    ] = None,
+    files_endpoint: Annotated[
+        str | None,
+        Opt(help="S3 endpoint URL [HUBBUB_FILES_ENDPOINT, AWS_ENDPOINT_URL, else AWS]"),
+    ] = None,
     rate_limit_per_second: Annotated[
         float | None, Opt(help="sends per second per user [10]")
     ] = None,
@@ -145,6 +156,8 @@ def serve(
         stale_timeout=stale_timeout,
         typing_timeout=typing_timeout,
         max_upload_bytes=max_upload_bytes,
+        files=files,
+        files_endpoint=files_endpoint,
         rate_limit_per_second=rate_limit_per_second,
         rate_limit_burst=rate_limit_burst,
         retention_days=retention_days,
@@ -160,6 +173,9 @@ def serve(
         webhook_secret=webhook_secret,
     )
     try:
+        from hubbub.files.select import files_config
+
+        files_config(settings)  # a bad --files stops here, not in a worker's start-up
         if settings.jwt_public_key:  # a bad key stops here, not in a worker's start-up
             from hubbub.auth.external_keys import load_public_keys
 

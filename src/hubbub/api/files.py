@@ -11,7 +11,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.requests import ClientDisconnect
 
 from hubbub.api.common import (
@@ -107,7 +107,8 @@ async def upload(
     `message` (caption). `201` with `{"status": "sent", "message"}`: a `type: "file"` message
     whose `file` is `{id, url, name, size, content_type}`, streamed to the room like any message.
 
-    The body is streamed to disk, never held in memory. Over the limit (25 MiB by default) →
+    The body is streamed to the file store (disk, database or object store), never held in
+    memory. Over the limit (25 MiB by default) →
     413 `file_too_large` and nothing is kept. The name is cleaned (last path component, no
     control characters, ≤ 255 bytes); the content type is detected from the bytes, not taken
     from the client. Only members may upload: 403 `not_a_member` for a public room, 404 for a
@@ -182,7 +183,14 @@ async def _download(
         "content-security-policy": DOWNLOAD_CSP,
         "cache-control": "private, no-cache",
     }
-    response = FileResponse(stored.path, media_type=record.content_type, headers=headers)
+    response: Response
+    if stored.path is not None:  # a file on this node's disk: sendfile, Range, ETag
+        response = FileResponse(stored.path, media_type=record.content_type, headers=headers)
+    else:  # the database or an object store: streamed chunk by chunk as it is read
+        headers["content-length"] = str(stored.size)
+        response = StreamingResponse(
+            stored.chunks(), media_type=record.content_type, headers=headers
+        )
     guest = getattr(request.state, "set_cookie", None)
     if guest:
         response.headers.append("set-cookie", guest)
