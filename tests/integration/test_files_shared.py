@@ -1,0 +1,212 @@
+"""Files across nodes: two real ``hubbub serve`` processes on one PostgreSQL database and the
+Redis broker, behind no load balancer but each asked in turn. A file uploaded through one is
+downloaded, byte for byte, through the other; retention run by either node deletes it from
+the shared store. Once with the database file store (the default with PostgreSQL), once with
+S3 (a real moto server in its own process). Also: ``--files`` values that are wrong stop
+``hubbub serve`` with one line naming the setting, exit code 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.s3_support import S3_ENV, bucket_contents, moto_server, new_bucket
+from tests.support import (
+    REDIS_URL,
+    Server,
+    client,
+    create_pg_database,
+    drop_pg_database,
+    redis_available,
+)
+
+ROOM = "shared-files"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    url = create_pg_database()
+    try:
+        yield url
+    finally:
+        drop_pg_database(url)
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    with moto_server() as url:
+        yield url
+
+
+def nodes_env(pg_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    redis_available()
+    return {
+        "HUBBUB_DATABASE": pg_url,
+        "HUBBUB_BROKER": REDIS_URL,
+        "HUBBUB_BROKER_PREFIX": f"hubbub:t{secrets.token_hex(5)}:room:",
+        "HUBBUB_RATE_LIMIT_BURST": "1000",
+        "HUBBUB_RATE_LIMIT_PER_SECOND": "1000",
+        **(extra or {}),
+    }
+
+
+async def age_all_messages(pg_url: str) -> None:
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute("UPDATE messages SET created_at = '2000-01-01T00:00:00.000Z'")
+        await conn.execute("UPDATE files SET created_at = '2000-01-01T00:00:00.000Z'")
+    finally:
+        await conn.close()
+
+
+async def database_rows(pg_url: str) -> tuple[int, int]:
+    conn = await asyncpg.connect(pg_url)
+    try:
+        blobs = await conn.fetchval("SELECT count(*) FROM file_blobs")
+        chunks = await conn.fetchval("SELECT count(*) FROM file_chunks")
+    finally:
+        await conn.close()
+    return int(blobs), int(chunks)
+
+
+def local_files(server: Server) -> list[Path]:
+    root = server.data_dir / "files"
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+async def share_across_nodes(tmp_path: Path, env: dict[str, str]) -> tuple[Server, str]:
+    """Node A takes an upload, node B serves it; B then restarts with retention on, which
+    deletes the (aged) message and its file. Returns node A (still running) and the file id."""
+    a = Server(tmp_path / "a", auth="trust", env=env).start()
+    b = Server(tmp_path / "b", auth="trust", env=env).start()
+    try:
+        data = os.urandom(3 * 1024 * 1024 + 17)
+        async with client(a.url) as http_a, client(b.url) as http_b:
+            r = await http_a.post(
+                f"/chat/room/{ROOM}/files",
+                headers={"User-ID": "alice"},
+                files={"file": ("photo.bin", data, "application/octet-stream")},
+            )
+            assert r.status_code == 201, r.text
+            info = r.json()["message"]["file"]
+            got = await http_b.get(info["url"], headers={"User-ID": "alice"})
+            assert got.status_code == 200, got.text
+            assert got.content == data
+            assert got.headers["content-length"] == str(len(data))
+            assert got.headers["x-content-type-options"] == "nosniff"
+            assert "photo.bin" in got.headers["content-disposition"]
+            # and back: uploaded on B, read on A
+            r2 = await http_b.post(
+                f"/chat/room/{ROOM}/files",
+                headers={"User-ID": "bob"},
+                files={"file": ("two.txt", b"hello from b", "text/plain")},
+            )
+            assert r2.status_code == 201, r2.text
+            back = await http_a.get(r2.json()["message"]["file"]["url"], headers={"User-ID": "bob"})
+            assert back.content == b"hello from b"
+        assert local_files(a) == [] and local_files(b) == []  # nothing on either node's disk
+    finally:
+        b.stop()
+    await age_all_messages(env["HUBBUB_DATABASE"])
+    b = Server(b.data_dir, auth="trust", env=env, args=["--retention-days", "7"], port=b.port)
+    b.start()
+    try:
+        async with client(a.url) as http_a:
+            for _ in range(100):
+                gone = await http_a.get(info["url"], headers={"User-ID": "alice"})
+                if gone.status_code == 404:
+                    break
+                await asyncio.sleep(0.1)  # the purge runs as node B starts
+            assert gone.status_code == 404
+    finally:
+        b.stop()
+    return a, info["id"]
+
+
+async def test_two_nodes_share_files_in_the_database(tmp_path: Path, pg_url: str) -> None:
+    env = nodes_env(pg_url)  # no --files: PostgreSQL means the database store
+    a, _ = await share_across_nodes(tmp_path, env)
+    try:
+        for _ in range(50):
+            if await database_rows(pg_url) == (0, 0):
+                break
+            await asyncio.sleep(0.1)
+        assert await database_rows(pg_url) == (0, 0)  # retention removed the bytes too
+    finally:
+        a.stop()
+
+
+async def test_two_nodes_share_files_in_s3(tmp_path: Path, pg_url: str, s3_endpoint: str) -> None:
+    bucket = new_bucket(s3_endpoint)
+    env = nodes_env(
+        pg_url,
+        {
+            **S3_ENV,
+            "HUBBUB_FILES": f"s3://{bucket}/uploads",
+            "HUBBUB_FILES_ENDPOINT": s3_endpoint,
+        },
+    )
+    node_a, file_id = await share_across_nodes(tmp_path, env)
+    try:
+        keys, uploads = await asyncio.to_thread(bucket_contents, s3_endpoint, bucket)
+        assert f"uploads/{file_id}" not in keys  # retention deleted the object
+        assert all(k.startswith("uploads/") for k in keys)
+        assert uploads == 0
+        assert await database_rows(pg_url) == (0, 0)  # the database store was not used
+    finally:
+        node_a.stop()
+
+
+def serve_error(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "hubbub", "serve", "--data-dir", str(tmp_path), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **(env or {})},
+    )
+    return proc.returncode, proc.stderr.strip()
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (["--files", "ftp://x"], {}, "local, database (PostgreSQL) or s3://bucket/prefix"),
+        ([], {"HUBBUB_FILES": "disk"}, "HUBBUB_FILES"),
+        (["--files", "s3://"], {}, "s3://bucket"),
+        (["--files", "database"], {}, "needs a PostgreSQL --database"),
+    ],
+)
+def test_bad_files_values_are_one_line_and_exit_2(
+    tmp_path: Path, args: list[str], env: dict[str, str], named: str
+) -> None:
+    code, err = serve_error(tmp_path, *args, env=env)
+    assert code == 2
+    assert len(err.splitlines()) == 1, err
+    assert "--files / HUBBUB_FILES" in err and named in err
+
+
+def test_an_unreachable_bucket_stops_the_server_with_a_clear_message(
+    tmp_path: Path, s3_endpoint: str
+) -> None:
+    server = Server(
+        tmp_path,
+        auth="trust",
+        env={
+            **S3_ENV,
+            "HUBBUB_FILES": "s3://no-such-bucket-here",
+            "HUBBUB_FILES_ENDPOINT": s3_endpoint,
+        },
+    )
+    with pytest.raises(RuntimeError, match="server exited"):
+        server.start()
+    assert "the bucket is not reachable" in server.log()
