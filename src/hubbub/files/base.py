@@ -58,7 +58,8 @@ READ_CHUNK_BYTES = 256 * 1024
 
 @dataclass(frozen=True, slots=True)
 class StoredFile:
-    """A stored file, ready to be sent: ``chunks()`` streams its bytes (``size`` of them).
+    """A stored file, ready to be sent: ``chunks()`` streams its bytes (``size`` of them), or
+    those of ``[start, stop)`` only (a ``Range`` request).
 
     ``path`` is set only when the bytes are a regular file on this node's disk: the download
     route then lets the server send it directly (``sendfile``, ``Range`` requests). Every other
@@ -67,11 +68,12 @@ class StoredFile:
 
     id: str
     size: int
-    reader: Callable[[], AsyncIterator[bytes]]
+    reader: Callable[[int, int], AsyncIterator[bytes]]  # (start, stop): the bytes in between
     path: Path | None = None
 
-    def chunks(self) -> AsyncIterator[bytes]:
-        return self.reader()
+    def chunks(self, start: int = 0, stop: int | None = None) -> AsyncIterator[bytes]:
+        stop = self.size if stop is None else min(stop, self.size)
+        return self.reader(max(start, 0), stop)
 
 
 class FileStore(Protocol):

@@ -108,12 +108,20 @@ class LocalFileStore:
             return None
         if not stat.S_ISREG(st.st_mode):
             return None
-        return StoredFile(id=file_id, size=st.st_size, reader=lambda: self._read(path), path=path)
+        return StoredFile(
+            id=file_id, size=st.st_size, reader=lambda a, b: self._read(path, a, b), path=path
+        )
 
-    async def _read(self, path: Path) -> AsyncIterator[bytes]:
+    async def _read(self, path: Path, start: int, stop: int) -> AsyncIterator[bytes]:
+        if start >= stop:
+            return
         fh = await self._run(_open_read, path)
         try:
-            while chunk := await self._run(fh.read, READ_CHUNK_BYTES):
+            if start:
+                await self._run(fh.seek, start)
+            left = stop - start
+            while left > 0 and (chunk := await self._run(fh.read, min(READ_CHUNK_BYTES, left))):
+                left -= len(chunk)
                 yield chunk
         finally:
             fh.close()

@@ -158,20 +158,22 @@ class PostgresFileStore:
         if row is None:
             return None
         size, step = int(row.size), int(row.chunk_bytes)
-        count = -(-size // step)
-        return StoredFile(id=file_id, size=size, reader=lambda: self._read(file_id, count))
+        return StoredFile(
+            id=file_id, size=size, reader=lambda a, b: self._read(file_id, step, a, b)
+        )
 
-    async def _read(self, file_id: str, count: int) -> AsyncIterator[bytes]:
+    async def _read(self, file_id: str, step: int, start: int, stop: int) -> AsyncIterator[bytes]:
         query = sa.select(file_chunks.c.data).where(
             file_chunks.c.file_id == file_id, file_chunks.c.n == sa.bindparam("n")
         )
-        for n in range(count):
+        for n in range(start // step, -(-stop // step)):
             # One short query per chunk: a slow download never holds a connection.
             async with self.engine.connect() as conn:
                 data = (await _db(conn.execute(query, {"n": n}))).scalar_one_or_none()
             if data is None:  # deleted while it was being sent: cut the response short
                 raise FileNotFoundError(f"file {file_id} was deleted during the download")
-            yield bytes(data)
+            lo, hi = max(start - n * step, 0), min(stop - n * step, len(data))
+            yield bytes(data) if (lo, hi) == (0, len(data)) else bytes(data[lo:hi])
 
     async def delete(self, file_id: str) -> bool:
         if not valid_file_id(file_id):

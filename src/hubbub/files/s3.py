@@ -233,10 +233,13 @@ class S3FileStore:
                 return None
             raise
         size = int(head["ContentLength"])
-        return StoredFile(id=file_id, size=size, reader=lambda: self._read(key))
+        return StoredFile(id=file_id, size=size, reader=lambda a, b: self._read(key, size, a, b))
 
-    async def _read(self, key: str) -> AsyncIterator[bytes]:
-        got = await self._run(self.client.get_object, Bucket=self.bucket, Key=key)
+    async def _read(self, key: str, size: int, start: int, stop: int) -> AsyncIterator[bytes]:
+        if start >= stop:
+            return
+        extra = {} if (start, stop) == (0, size) else {"Range": f"bytes={start}-{stop - 1}"}
+        got = await self._run(self.client.get_object, Bucket=self.bucket, Key=key, **extra)
         body = got["Body"]
         try:
             while chunk := await self._run(body.read, READ_CHUNK_BYTES):
