@@ -85,6 +85,16 @@ DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
             "Content-Security-Policy": {"schema": {"type": "string"}},
         },
     },
+    206: {
+        "description": "One byte range of the file (`Range: bytes=…`), with `Content-Range`. "
+        "Several ranges in one request get the whole file (200).",
+        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+        "headers": {"Content-Range": {"schema": {"type": "string"}}},
+    },
+    416: {
+        "description": "The range starts past the end of the file "
+        "(`Content-Range: bytes */<size>`).",
+    },
     **errors(401, 404),
 }
 
