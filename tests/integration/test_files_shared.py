@@ -79,6 +79,14 @@ async def database_rows(pg_url: str) -> tuple[int, int]:
     return int(blobs), int(chunks)
 
 
+def peak_rss_kib(server: Server) -> int:
+    assert server.proc is not None
+    for line in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
 def local_files(server: Server) -> list[Path]:
     root = server.data_dir / "files"
     return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
@@ -230,3 +238,42 @@ def test_an_unreachable_bucket_stops_the_server_with_a_clear_message(
         "--files s3://no-such-bucket-here/: the bucket is not reachable at "
         f"{s3_endpoint} (404)" in proc.stderr + proc.stdout
     )
+
+
+async def test_the_database_store_holds_no_file_in_memory(tmp_path: Path, pg_url: str) -> None:
+    """A 20 MiB upload and download through a real node on the database store: the server's
+    peak RSS (VmHWM: freed buffers count too) grows by far less than the file (by 20+ MiB if
+    either were buffered)."""
+    server = Server(
+        tmp_path / "node",
+        auth="trust",
+        env={"HUBBUB_DATABASE": pg_url, "HUBBUB_RATE_LIMIT_BURST": "1000"},
+    ).start(START_TIMEOUT)
+    try:
+        data = os.urandom(20 * 1024 * 1024)
+        async with client(server.url) as http:
+
+            async def round_trip(body: bytes) -> None:
+                r = await http.post(
+                    f"/chat/room/{ROOM}/files",
+                    headers={"User-ID": "alice"},
+                    files={"file": ("big.bin", body, "application/octet-stream")},
+                )
+                assert r.status_code == 201, r.text
+                url = r.json()["message"]["file"]["url"]
+                got = 0
+                async with http.stream("GET", url, headers={"User-ID": "alice"}) as resp:
+                    assert resp.status_code == 200
+                    async for chunk in resp.aiter_bytes():
+                        got += len(chunk)
+                assert got == len(body)
+
+            for _ in range(2):  # warm up every code path (and the allocator) with the same size
+                await round_trip(data[: 4 * 1024 * 1024])
+            base = peak_rss_kib(server)
+            await round_trip(data)
+            grown = peak_rss_kib(server) - base
+        assert grown < 8 * 1024, f"server peak RSS grew by {grown} KiB for a 20 MiB round trip"
+        assert await database_rows(pg_url) == (3, 2 * 8 + 40)  # 512 KiB chunks: 4 MiB twice, 20 MiB
+    finally:
+        server.stop()
