@@ -221,6 +221,27 @@ async def test_a_cancelled_upload_leaves_nothing(backend: Backend) -> None:
     await nothing_left(backend)
 
 
+@pytest.mark.parametrize("size", [1000, 6 * MiB])  # S3: PutObject, then a multipart upload
+async def test_a_cancel_while_the_file_is_committed_leaves_nothing(
+    backend: Backend, size: int
+) -> None:
+    """Cancelled just as the last byte arrived: the commit (rename, COMMIT, Complete/PutObject)
+    is in flight and cannot be stopped, so the store undoes it once it lands."""
+    exhausted = asyncio.Event()
+
+    async def then_done() -> AsyncIterator[bytes]:
+        async for chunk in generated(size):
+            yield chunk
+        exhausted.set()
+
+    task = asyncio.create_task(backend.store.save(new_file_id(), then_done(), max_bytes=10 * MiB))
+    await exhausted.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await nothing_left(backend)
+
+
 async def test_unknown_ids_delete_twice_and_bad_ids(backend: Backend) -> None:
     store = backend.store
     assert await store.open(new_file_id()) is None

@@ -204,15 +204,9 @@ class S3FileStore:
             try:
                 await asyncio.shield(commit)
             except asyncio.CancelledError:
-                # The object may still be written: once it is, delete it.
-                commit.add_done_callback(
-                    lambda f: (
-                        None
-                        if f.cancelled() or f.exception() is not None
-                        else self._background(client.delete_object, Bucket=self.bucket, Key=key)
-                    )
-                )
-                upload_id = None  # completed or being completed: nothing left to abort
+                # The object may still be written: once it is, delete it (else abort).
+                commit.add_done_callback(partial(self._undo_commit, key, upload_id))
+                upload_id = None  # the callback owns the clean-up now
                 raise
             upload_id = None
         finally:
@@ -221,6 +215,15 @@ class S3FileStore:
                     client.abort_multipart_upload, Bucket=self.bucket, Key=key, UploadId=upload_id
                 )
         return size
+
+    def _undo_commit(self, key: str, upload_id: str | None, commit: asyncio.Future[Any]) -> None:
+        client = self.client
+        if not commit.cancelled() and commit.exception() is None:
+            self._background(client.delete_object, Bucket=self.bucket, Key=key)
+        elif upload_id is not None:
+            self._background(
+                client.abort_multipart_upload, Bucket=self.bucket, Key=key, UploadId=upload_id
+            )
 
     async def open(self, file_id: str) -> StoredFile | None:
         if not valid_file_id(file_id):
