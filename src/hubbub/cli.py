@@ -91,6 +91,17 @@ def serve(
     max_upload_bytes: Annotated[
         int | None, Opt(help="largest file upload in bytes [26214400 = 25 MiB]")
     ] = None,
+    files: Annotated[
+        str | None,
+        Opt(
+            help="local | database | s3://bucket/prefix [HUBBUB_FILES, database with "
+            "PostgreSQL, else local]"
+        ),
+    ] = None,
+    files_endpoint: Annotated[
+        str | None,
+        Opt(help="S3 endpoint URL [HUBBUB_FILES_ENDPOINT, AWS_ENDPOINT_URL, else AWS]"),
+    ] = None,
     rate_limit_per_second: Annotated[
         float | None, Opt(help="sends per second per user [10]")
     ] = None,
@@ -152,6 +163,8 @@ def serve(
         stale_timeout=stale_timeout,
         typing_timeout=typing_timeout,
         max_upload_bytes=max_upload_bytes,
+        files=files,
+        files_endpoint=files_endpoint,
         rate_limit_per_second=rate_limit_per_second,
         rate_limit_burst=rate_limit_burst,
         retention_days=retention_days,
@@ -166,7 +179,7 @@ def serve(
         webhook_url=webhook_url,
         webhook_secret=webhook_secret,
     )
-    check_serve(settings)  # a bad key or webhook stops here, not in a worker's start-up
+    check_serve(settings)  # a bad key, webhook or file store stops here, not in a worker
     run(settings)
 
 

@@ -164,7 +164,7 @@ def room_delete(
     database: Database = None,
 ) -> None:
     """Delete a room with its messages and files; each member gets room_removed."""
-    from hubbub.files.local import LocalFileStore
+    from hubbub.files.select import file_store
     from hubbub.store.sql.admin import SqlAdmin
 
     async def work(store: SqlStore) -> str:
@@ -178,9 +178,13 @@ def room_delete(
         file_ids = await SqlAdmin(store.db).delete_room(room)
         if file_ids is None:
             _fail(f"no room {room!r}")
-        bytes_store = LocalFileStore(_settings(data_dir, database).data_dir / "files")
-        for file_id in file_ids or []:
-            await bytes_store.delete(file_id)
+        bytes_store = file_store(_settings(data_dir, database))  # HUBBUB_FILES, as serve reads it
+        await bytes_store.start()
+        try:
+            for file_id in file_ids or []:
+                await bytes_store.delete(file_id)
+        finally:
+            await bytes_store.close()
         return f"deleted room {found.name} ({room}) and {len(file_ids or [])} file(s)"
 
     typer.echo(_with_store(data_dir, database, work))

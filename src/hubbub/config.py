@@ -119,6 +119,16 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         default=25 * 1024 * 1024, description="largest file upload, in bytes (413 beyond)"
     )
+    files: str = Field(
+        default="",
+        description="where uploads live: local (<data_dir>/files), database (PostgreSQL) or "
+        "s3://bucket/prefix; default: database with PostgreSQL, else local",
+    )
+    files_endpoint: str | None = Field(
+        default=None,
+        description="S3 endpoint URL for --files s3://… (MinIO, Ceph…); default: "
+        "AWS_ENDPOINT_URL, else AWS",
+    )
     history_max_limit: int = 200
     replay_page: int = 500
     retention_days: int | None = None

@@ -24,7 +24,7 @@ from hubbub.chat.writer import Writer
 from hubbub.config import Settings
 from hubbub.encoding import Event, use_cursor_secret
 from hubbub.files.base import FileStore
-from hubbub.files.local import LocalFileStore
+from hubbub.files.select import file_store
 from hubbub.hub import Hub
 from hubbub.metrics import Metrics
 from hubbub.presence.base import open_presence
@@ -116,7 +116,7 @@ class Runtime:
             commit_interval=settings.commit_interval,
             on_stored=self.metrics.messages.inc,
         )
-        self.files: FileStore = LocalFileStore(settings.data_dir / "files")
+        self.files: FileStore = file_store(settings)
         self.file_rules = FileRules(
             self.store,
             self.rooms,
@@ -246,6 +246,7 @@ class Runtime:
         if self.webhooks is not None:
             await self.webhooks.close()
         await self.broker.close()
+        await self.files.close()
         await self.store.close()
 
     async def _purge_loop(self) -> None:

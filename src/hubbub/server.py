@@ -79,6 +79,7 @@ def serve(settings: Settings) -> None:
     sock = startup.listen(settings)
     startup.reach_broker(settings)
     startup.reach_database(settings)  # migrates once, before any worker races to
+    startup.reach_files(settings)
     if multi:
         _export(settings)
     app: HubbubApp | str = "hubbub.server:worker_app" if multi else create_app(settings)

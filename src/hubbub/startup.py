@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import typer
     from pydantic import ValidationError
 
@@ -234,6 +236,12 @@ def check_serve(settings: Settings) -> None:
     """What ``hubbub serve`` refuses before starting anything (exit code 2)."""
     check_trust(settings)
     check_workers(settings)
+    from hubbub.files.select import files_config
+
+    try:
+        files_config(settings)
+    except ValueError as exc:  # its message names --files / HUBBUB_FILES already
+        raise ConfigError(None, str(exc)) from None
     if settings.jwt_public_key:  # a bad key stops here, not in a worker's start-up
         from hubbub.auth.external_keys import load_public_keys
 
@@ -348,6 +356,27 @@ def reach_database(settings: Settings) -> None:
     asyncio.run(run())
 
 
+def reach_files(settings: Settings) -> None:
+    """An object store's bucket must be there at start (exit code 3), not at the first upload."""
+    from hubbub.files.select import file_store, files_config
+
+    if files_config(settings).kind != "s3":
+        return
+    store = file_store(settings)
+
+    async def run() -> None:
+        try:
+            await store.start()
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(run())
+    except RuntimeError as exc:
+        message = re.sub(r"^--files \S+: ", "", str(exc))
+        raise StartupFailure("files", message) from None
+
+
 def reach_broker(settings: Settings) -> None:
     if not settings.shared_broker():
         return
@@ -436,10 +465,22 @@ def summary(settings: Settings, sock: socket.socket, secret: SecretSource) -> li
         f"auth: {auth}",
         f"database: {database}",
         f"broker: {broker}",
-        f"files: local disk, {data_dir / 'files'}",
+        f"files: {_files_line(settings, data_dir)}",
         f"data directory: {data_dir}",
         secret_line,
     ]
+
+
+def _files_line(settings: Settings, data_dir: Path) -> str:
+    from hubbub.files.select import files_config
+
+    config = files_config(settings)
+    if config.kind == "s3":
+        endpoint = settings.files_endpoint or os.environ.get("AWS_ENDPOINT_URL") or "AWS"
+        return f"S3 bucket {config.bucket!r}, prefix {config.prefix!r} at {redact_url(endpoint)}"
+    if config.kind == "database":
+        return "in the database (shared by every node)"
+    return f"local disk, {data_dir / 'files'}"
 
 
 def log_summary(settings: Settings, sock: socket.socket, secret: SecretSource) -> None:

@@ -672,3 +672,4 @@ async def test_openapi_documents_the_file_routes(trust_server: Server) -> None:
     get = spec["paths"]["/chat/files/{file_id}"]["get"]
     assert "X-Content-Type-Options" in get["responses"]["200"]["headers"]
     assert "404" in get["responses"]
+    assert {"206", "416"} <= set(get["responses"])  # Range requests, on every file store

@@ -7,11 +7,12 @@ and the size limit stops the upload the moment it is passed (413, nothing kept).
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.requests import ClientDisconnect
 
 from hubbub.api.common import (
@@ -26,7 +27,13 @@ from hubbub.api.multipart import UploadReader, multipart_boundary
 from hubbub.api.schemas import errors, reply
 from hubbub.chat.files import FileRules
 from hubbub.errors import BadRequest, Invalid, NotFound, TooLarge, UnsupportedMediaType
-from hubbub.files.base import FileStore, FileTooLarge, new_file_id, valid_file_id
+from hubbub.files.base import (
+    FileStore,
+    FileTooLarge,
+    StoredFile,
+    new_file_id,
+    valid_file_id,
+)
 from hubbub.files.names import content_disposition, safe_filename
 from hubbub.files.sniff import Sniffer, disposition
 from hubbub.models import FileInfo
@@ -36,6 +43,7 @@ router = APIRouter(prefix="/chat", tags=["files"])
 
 FILE_FIELD = "file"
 CAPTION_FIELD = "message"
+_RANGE_SPEC = re.compile(r"\s*([0-9]*)-([0-9]*)\s*", re.ASCII)
 DOWNLOAD_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
 
 UPLOAD_BODY: dict[str, Any] = {
@@ -77,6 +85,16 @@ DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
             "Content-Security-Policy": {"schema": {"type": "string"}},
         },
     },
+    206: {
+        "description": "One byte range of the file (`Range: bytes=…`), with `Content-Range`. "
+        "Several ranges in one request get the whole file (200).",
+        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+        "headers": {"Content-Range": {"schema": {"type": "string"}}},
+    },
+    416: {
+        "description": "The range starts past the end of the file "
+        "(`Content-Range: bytes */<size>`).",
+    },
     **errors(401, 404),
 }
 
@@ -107,7 +125,8 @@ async def upload(
     `message` (caption). `201` with `{"status": "sent", "message"}`: a `type: "file"` message
     whose `file` is `{id, url, name, size, content_type}`, streamed to the room like any message.
 
-    The body is streamed to disk, never held in memory. Over the limit (25 MiB by default) →
+    The body is streamed to the file store (disk, database or object store), never held in
+    memory. Over the limit (25 MiB by default) →
     413 `file_too_large` and nothing is kept. The name is cleaned (last path component, no
     control characters, ≤ 255 bytes); the content type is detected from the bytes, not taken
     from the client. Only members may upload: 403 `not_a_member` for a public room, 404 for a
@@ -182,11 +201,59 @@ async def _download(
         "content-security-policy": DOWNLOAD_CSP,
         "cache-control": "private, no-cache",
     }
-    response = FileResponse(stored.path, media_type=record.content_type, headers=headers)
+    response: Response
+    if stored.path is not None:  # a file on this node's disk: sendfile, Range, ETag
+        response = FileResponse(stored.path, media_type=record.content_type, headers=headers)
+    else:  # the database or an object store: streamed chunk by chunk as it is read
+        response = _streamed(stored, request, record.content_type, headers)
     guest = getattr(request.state, "set_cookie", None)
     if guest:
         response.headers.append("set-cookie", guest)
     return response
+
+
+def _streamed(
+    stored: StoredFile, request: Request, media_type: str, headers: dict[str, str]
+) -> Response:
+    """The file's bytes as a stream; a single ``Range`` gets 206 (several ranges get the whole
+    file, which RFC 9110 allows). Stored files never change, so the id is a strong ETag."""
+    size = stored.size
+    headers["etag"] = f'"{stored.id}"'
+    headers["accept-ranges"] = "bytes"
+    wanted = request.headers.get("range")
+    if_range = request.headers.get("if-range")
+    span = _byte_range(wanted, size) if wanted and if_range in (None, headers["etag"]) else None
+    if span == "unsatisfiable":
+        return Response(status_code=416, headers={"content-range": f"bytes */{size}"})
+    if span is None:
+        headers["content-length"] = str(size)
+        return StreamingResponse(stored.chunks(), media_type=media_type, headers=headers)
+    start, stop = span
+    headers["content-length"] = str(stop - start)
+    headers["content-range"] = f"bytes {start}-{stop - 1}/{size}"
+    return StreamingResponse(
+        stored.chunks(start, stop), status_code=206, media_type=media_type, headers=headers
+    )
+
+
+def _byte_range(header: str, size: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:
+    """One ``bytes=a-b`` / ``bytes=a-`` / ``bytes=-n`` range as ``[start, stop)``; ``None`` to
+    send the whole file (not bytes, several ranges, or malformed: the header is ignored)."""
+    unit, _, spec = header.partition("=")
+    found = _RANGE_SPEC.fullmatch(spec)
+    if unit.strip().lower() != "bytes" or found is None or found.group(0).strip() == "-":
+        return None
+    first, last = found.group(1), found.group(2)
+    if not first:  # the last n bytes
+        n = int(last)
+        return (max(size - n, 0), size) if n and size else "unsatisfiable"
+    start = int(first)
+    stop = min(int(last) + 1, size) if last else size
+    if start >= size:
+        return "unsatisfiable"
+    if stop <= start:
+        return None
+    return start, stop
 
 
 @router.get(

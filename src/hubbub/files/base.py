@@ -12,8 +12,11 @@ Rules every backend keeps:
   sent (names, paths, types), and every method refuses an id that does not match
   :data:`FILE_ID_RE` — so nothing like ``../`` can reach a filesystem path or an object key.
   The file's user-facing name lives in the database only.
-* ``open`` gives what the download route streams from, or ``None`` for an unknown id; ``delete``
-  removes the bytes and is idempotent (``False`` when there was nothing to remove).
+* ``open`` gives a :class:`StoredFile` — its size and an async stream of its chunks (read as
+  the response is sent, never the whole file at once) — or ``None`` for an unknown id.
+  ``delete`` removes the bytes and is idempotent (``False`` when there was nothing to remove).
+* Backends: ``local`` (one node's disk), ``postgres`` (chunks in the database, shared by every
+  node on it) and ``s3`` (an S3-compatible object store); ``select.file_store`` picks one.
 * Who may read a file is not the store's business: the service checks membership first.
 """
 
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -49,13 +52,28 @@ class FileTooLarge(TooLarge):
         )
 
 
+# What a download reads at a time (and what a backend hands over per chunk, at most).
+READ_CHUNK_BYTES = 256 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class StoredFile:
-    """A stored file, ready to be sent: ``path`` is a local file the server streams from."""
+    """A stored file, ready to be sent: ``chunks()`` streams its bytes (``size`` of them), or
+    those of ``[start, stop)`` only (a ``Range`` request).
+
+    ``path`` is set only when the bytes are a regular file on this node's disk: the download
+    route then lets the server send it directly (``sendfile``, ``Range`` requests). Every other
+    consumer reads ``chunks()``, which every backend provides.
+    """
 
     id: str
     size: int
-    path: Path
+    reader: Callable[[int, int], AsyncIterator[bytes]]  # (start, stop): the bytes in between
+    path: Path | None = None
+
+    def chunks(self, start: int = 0, stop: int | None = None) -> AsyncIterator[bytes]:
+        stop = self.size if stop is None else min(stop, self.size)
+        return self.reader(max(start, 0), stop)
 
 
 class FileStore(Protocol):
@@ -68,3 +86,7 @@ class FileStore(Protocol):
     async def open(self, file_id: str) -> StoredFile | None: ...
 
     async def delete(self, file_id: str) -> bool: ...
+
+    async def close(self) -> None:
+        """Release connections and clients (the store is not used afterwards)."""
+        ...

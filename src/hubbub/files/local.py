@@ -5,7 +5,7 @@ renamed over its final name with ``os.replace`` (atomic on POSIX) and the direct
 a reader sees the whole file or none of it, and a crash never leaves a half file under a real
 id. Blocking calls run in worker threads so the event loop keeps serving streams meanwhile.
 
-One node only: several nodes need a shared store (an object store backend is one more file).
+One node only: several nodes need a shared store (``postgres.py``, ``s3.py``).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
-from hubbub.files.base import FileTooLarge, StoredFile, valid_file_id
+from hubbub.files.base import READ_CHUNK_BYTES, FileTooLarge, StoredFile, valid_file_id
 
 log = logging.getLogger("hubbub.files")
 
@@ -108,7 +108,23 @@ class LocalFileStore:
             return None
         if not stat.S_ISREG(st.st_mode):
             return None
-        return StoredFile(id=file_id, size=st.st_size, path=path)
+        return StoredFile(
+            id=file_id, size=st.st_size, reader=lambda a, b: self._read(path, a, b), path=path
+        )
+
+    async def _read(self, path: Path, start: int, stop: int) -> AsyncIterator[bytes]:
+        if start >= stop:
+            return
+        fh = await self._run(_open_read, path)
+        try:
+            if start:
+                await self._run(fh.seek, start)
+            left = stop - start
+            while left > 0 and (chunk := await self._run(fh.read, min(READ_CHUNK_BYTES, left))):
+                left -= len(chunk)
+                yield chunk
+        finally:
+            fh.close()
 
     async def delete(self, file_id: str) -> bool:
         if not valid_file_id(file_id):
@@ -123,6 +139,13 @@ class LocalFileStore:
             return True
 
         return await self._run(remove)
+
+    async def close(self) -> None:
+        return None
+
+
+def _open_read(path: Path) -> BinaryIO:
+    return path.open("rb")
 
 
 def _create_temp(directory: Path) -> tuple[BinaryIO, Path]:

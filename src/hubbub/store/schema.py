@@ -139,3 +139,23 @@ changes = sa.Table(
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Index("ix_changes_room_rev", "room_id", "rev"),
 )
+
+# The bytes of uploaded files when they live in the database (``--files database``, the default
+# with PostgreSQL; ``hubbub/files/postgres.py``): one ``file_blobs`` row per complete file,
+# written last in the upload's transaction, and its bytes in ordered chunks.
+file_blobs = sa.Table(
+    "file_blobs",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("chunk_bytes", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+)
+
+file_chunks = sa.Table(
+    "file_chunks",
+    metadata,
+    sa.Column("file_id", sa.String(32), primary_key=True),
+    sa.Column("n", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
