@@ -124,6 +124,13 @@ def serve(
     webhook_secret: Annotated[
         str | None, Opt(help="HMAC-SHA256 key for Hubbub-Signature [HUBBUB_WEBHOOK_SECRET]")
     ] = None,
+    otel_endpoint: Annotated[
+        str | None,
+        Opt(help="OTLP/HTTP collector URL for traces, e.g. http://collector:4318 [off]"),
+    ] = None,
+    otel_service_name: Annotated[
+        str | None, Opt(help="service.name of the traces [OTEL_SERVICE_NAME, else hubbub]")
+    ] = None,
 ) -> None:
     """Run the server (SQLite + in-memory fan-out unless told otherwise)."""
     from hubbub.server import TrustModeRefused, WorkersNeedBroker
@@ -158,6 +165,8 @@ def serve(
         jwt_audience=jwt_audience,
         webhook_url=webhook_url,
         webhook_secret=webhook_secret,
+        otel_endpoint=otel_endpoint,
+        otel_service_name=otel_service_name,
     )
     try:
         if settings.jwt_public_key:  # a bad key stops here, not in a worker's start-up
@@ -168,6 +177,11 @@ def serve(
             from hubbub.webhooks.worker import check_settings
 
             check_settings(settings.webhook_url, settings.webhook_secret)
+        if settings.otel_endpoint:  # the extra missing, or a bad URL, stops here
+            from hubbub.tracing import check_available, check_endpoint
+
+            check_endpoint(settings.otel_endpoint)
+            check_available()
         run(settings)
     except (TrustModeRefused, WorkersNeedBroker, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)

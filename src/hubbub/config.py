@@ -165,6 +165,15 @@ class Settings(BaseSettings):
     webhook_secret: str | None = Field(
         default=None, description="HMAC-SHA256 key of the Hubbub-Signature header"
     )
+    otel_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP collector base URL (e.g. http://collector:4318): export traces "
+        "of each send (needs pip install 'hubbub[otel]'); unset: no tracing",
+    )
+    otel_service_name: str | None = Field(
+        default=None,
+        description="service.name of the traces; default: OTEL_SERVICE_NAME, else hubbub",
+    )
 
     def shared_broker(self) -> bool:
         """Whether nodes share state through the broker URL (read as every backend reads it)."""

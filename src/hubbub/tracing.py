@@ -1,8 +1,9 @@
 """OpenTelemetry traces of a send, an optional extra (``pip install 'hubbub[otel]'``).
 
 ``--otel-endpoint URL`` (``HUBBUB_OTEL_ENDPOINT``; OTLP/HTTP, e.g. ``http://collector:4318``)
-turns it on. Without it nothing here imports OpenTelemetry, and each instrumented place costs
-one check of :data:`TRACER` against ``None``.
+turns it on. Without it neither the SDK nor the exporter is imported (the API is: FastAPI
+depends on ``opentelemetry-api``), and each instrumented place costs one check of
+:data:`TRACER` against ``None``.
 
 One trace per send:
 
