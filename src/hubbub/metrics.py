@@ -31,7 +31,7 @@ from hubbub.errors import RateLimited
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
-    from hubbub.ratelimit.base import Attempt, FailureLimiter, SendLimiter
+    from hubbub.ratelimit.base import Attempt, FailureLimiter
 
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
@@ -164,24 +164,6 @@ class Metrics:
 
     def refused(self, limit: str) -> None:
         self.rate_limited.labels(limit).inc()
-
-
-class CountedSendLimiter:
-    """A send limiter whose refusals are counted (``limit="send"``); a send that passes costs
-    one more await and a ``try`` (free when nothing is raised)."""
-
-    __slots__ = ("_counter", "_inner")
-
-    def __init__(self, inner: SendLimiter, metrics: Metrics) -> None:
-        self._inner = inner
-        self._counter = metrics.rate_limited.labels("send")
-
-    async def check(self, user_id: str) -> None:
-        try:
-            await self._inner.check(user_id)
-        except RateLimited:
-            self._counter.inc()
-            raise
 
 
 class CountedFailureLimiter:

@@ -27,7 +27,7 @@ from hubbub.encoding import Event, use_cursor_secret
 from hubbub.files.base import FileStore
 from hubbub.files.local import LocalFileStore
 from hubbub.hub import Hub
-from hubbub.metrics import CountedFailureLimiter, CountedSendLimiter, Metrics
+from hubbub.metrics import CountedFailureLimiter, Metrics
 from hubbub.presence.base import open_presence
 from hubbub.ratelimit.base import open_failure_limiter, open_send_limiter
 from hubbub.store.sql import SqlStore
@@ -71,14 +71,12 @@ class Runtime:
             cookie_secure=settings.cookie_secure,
         )
         ns = namespace(settings.broker_prefix)
-        self.limiter = CountedSendLimiter(
-            open_send_limiter(
-                settings.broker,
-                settings.rate_limit_per_second,
-                settings.rate_limit_burst,
-                key_prefix=f"{ns}limits",
-            ),
-            self.metrics,
+        self.limiter = open_send_limiter(
+            settings.broker,
+            settings.rate_limit_per_second,
+            settings.rate_limit_burst,
+            key_prefix=f"{ns}limits",
+            on_refused=self.metrics.rate_limited.labels("send").inc,
         )
         self.sign_ins = CountedFailureLimiter(
             open_failure_limiter(
