@@ -128,11 +128,12 @@ def send_span(headers: list[tuple[bytes, bytes]]) -> Any:
 
 
 def current() -> SpanContext | None:
-    """The span context of the span running now (a send), if it is a real one."""
+    """The span context of the span running now (a send) when it is sampled: a send the
+    sampler (``OTEL_TRACES_SAMPLER``) left out gets no commit, publish or deliver span."""
     from opentelemetry import trace
 
     ctx = trace.get_current_span().get_span_context()
-    return ctx if ctx.is_valid else None
+    return ctx if ctx.is_valid and ctx.trace_flags.sampled else None
 
 
 def annotate(**attributes: Any) -> None:

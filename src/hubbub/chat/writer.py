@@ -257,14 +257,14 @@ class Writer:
         return False
 
     async def _commit(self, jobs: list[_Job]) -> None:
-        """One batch (while tracing is on, in a ``commit`` span)."""
-        if tracing.TRACER is None:
-            await self._commit_batch(jobs)
+        """One batch (in a ``commit`` span when one of its sends is traced and sampled)."""
+        if tracing.TRACER is None or not any(j.trace is not None for j in jobs):
+            await self._commit_batch(jobs, traced=False)
         else:
             with tracing.commit_span([j.trace for j in jobs], len(jobs)):
-                await self._commit_batch(jobs)
+                await self._commit_batch(jobs, traced=True)
 
-    async def _commit_batch(self, jobs: list[_Job]) -> None:
+    async def _commit_batch(self, jobs: list[_Job], *, traced: bool) -> None:
         started = time.perf_counter()
         try:
             results = await asyncio.wait_for(
@@ -297,7 +297,7 @@ class Writer:
                     await publisher.publish(Event(CONTROL, "room_created", added.data))
             await publisher.changes(result.changes)
             if result.outcome is AppendOutcome.CREATED and event is not None:
-                if tracing.TRACER is None:
+                if not traced:
                     await publisher.publish(event)
                 else:
                     with tracing.publish_span(event.room_id, event.seq) as span:

@@ -128,8 +128,12 @@ class Fanout:
                 conn.wake()
 
     def _write_room_traced(self, room: RoomState, batch: list[Event], now: float) -> None:
-        """One ``deliver`` span per room batch on this node (never per subscriber)."""
+        """One ``deliver`` span per room batch on this node (never per subscriber), when the
+        batch holds a traced publish."""
         parent = next((e.trace for e in batch if e.trace is not None), None)
+        if parent is None:
+            self._write_room(room, batch, now)
+            return
         first = batch[0]
         span = tracing.deliver(parent, first.room_id, len(batch), len(room.listeners) * len(batch))
         try:
