@@ -109,6 +109,9 @@ class Fanout:
         return bool(self._dirty)
 
     def cut_off(self, conn: Connection) -> None:
+        if conn.transport.is_closing():  # cut off already (a replay queue checked each tick)
+            conn.abort()
+            return
         log.info("cutting off slow %s stream of %s", conn.kind, conn.user_id)
         conn.abort()
         if self._on_cutoff is not None:
