@@ -126,10 +126,11 @@ def serve(
     ] = None,
     otel_endpoint: Annotated[
         str | None,
-        Opt(help="OTLP/HTTP collector URL for traces, e.g. http://collector:4318 [off]"),
+        Opt(help="OTLP/HTTP collector URL for traces [HUBBUB_OTEL_ENDPOINT, off]"),
     ] = None,
     otel_service_name: Annotated[
-        str | None, Opt(help="service.name of the traces [OTEL_SERVICE_NAME, else hubbub]")
+        str | None,
+        Opt(help="traces' service.name [HUBBUB_OTEL_SERVICE_NAME, OTEL_SERVICE_NAME, hubbub]"),
     ] = None,
 ) -> None:
     """Run the server (SQLite + in-memory fan-out unless told otherwise)."""
