@@ -176,9 +176,9 @@ class Event:
             return self.ws
         return self.sse
 
-    def wire(self) -> bytes:
+    def wire(self, sent_at: float | None = None) -> bytes:
         """The broker payload: enough to rebuild the event on another node."""
-        head = {
+        head: dict[str, Any] = {
             "r": self.room_id,
             "n": self.name,
             "s": self.seq,
@@ -186,8 +186,9 @@ class Event:
             "u": self.exclude_user_streams,
             "p": self.position,
             "v": self.rev,
-            "w": round(time.time(), 6),  # published at (wall clock): the broker lag metric
         }
+        if sent_at is not None:  # published at (wall clock): the broker lag metric
+            head["w"] = round(sent_at, 6)
         if self.trace is not None:
             head["t"] = self.trace
         return _json.encode(head) + b"\n" + self.data

@@ -74,7 +74,7 @@ class RedisBroker:
         await self._client.ping()
 
     async def publish(self, event: Event) -> None:
-        await self._client.publish(self.channel(event.room_id), event.wire())
+        await self._client.publish(self.channel(event.room_id), event.wire(time.time()))
 
     async def subscribe(self, room_id: str) -> None:
         self._rooms.add(room_id)
