@@ -141,6 +141,14 @@ def serve(
     webhook_secret: Annotated[
         str | None, Opt(help="HMAC-SHA256 key for Hubbub-Signature [HUBBUB_WEBHOOK_SECRET]")
     ] = None,
+    otel_endpoint: Annotated[
+        str | None,
+        Opt(help="OTLP/HTTP collector URL for traces [HUBBUB_OTEL_ENDPOINT, off]"),
+    ] = None,
+    otel_service_name: Annotated[
+        str | None,
+        Opt(help="traces' service.name [HUBBUB_OTEL_SERVICE_NAME, OTEL_SERVICE_NAME, hubbub]"),
+    ] = None,
 ) -> None:
     """Run the server (SQLite + in-memory fan-out unless told otherwise)."""
     from hubbub.server import serve as run
@@ -178,8 +186,10 @@ def serve(
         jwt_audience=jwt_audience,
         webhook_url=webhook_url,
         webhook_secret=webhook_secret,
+        otel_endpoint=otel_endpoint,
+        otel_service_name=otel_service_name,
     )
-    check_serve(settings)  # a bad key, webhook or file store stops here, not in a worker
+    check_serve(settings)  # a bad key, webhook, file store or tracing stops here, not in a worker
     run(settings)
 
 

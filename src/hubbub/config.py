@@ -182,6 +182,15 @@ class Settings(BaseSettings):
     webhook_secret: str | None = Field(
         default=None, description="HMAC-SHA256 key of the Hubbub-Signature header"
     )
+    otel_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP collector base URL (e.g. http://collector:4318): export traces "
+        "of each send (needs pip install 'hubbub[otel]'); unset: no tracing",
+    )
+    otel_service_name: str | None = Field(
+        default=None,
+        description="service.name of the traces; default: OTEL_SERVICE_NAME, else hubbub",
+    )
 
     # Checked here so a flag and its env var are refused alike, before anything starts
     # (``hubbub.startup`` turns each refusal into one line naming both).

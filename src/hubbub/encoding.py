@@ -62,6 +62,7 @@ class Event:
         "rev",
         "room_id",
         "seq",
+        "trace",
     )
 
     def __init__(
@@ -88,6 +89,9 @@ class Event:
         self._sse: bytes | None = None
         self._all: bytes | None = None
         self._ws: bytes | None = None
+        # The W3C traceparent of the span that published it (only while tracing is on,
+        # see hubbub.tracing): carried through the broker so the deliver span is its child.
+        self.trace: str | None = None
 
     @classmethod
     def message(cls, msg: Message, position: int | None = None, rev: int | None = None) -> Event:
@@ -172,9 +176,9 @@ class Event:
             return self.ws
         return self.sse
 
-    def wire(self) -> bytes:
+    def wire(self, sent_at: float | None = None) -> bytes:
         """The broker payload: enough to rebuild the event on another node."""
-        head = {
+        head: dict[str, Any] = {
             "r": self.room_id,
             "n": self.name,
             "s": self.seq,
@@ -183,17 +187,28 @@ class Event:
             "p": self.position,
             "v": self.rev,
         }
+        if sent_at is not None:  # published at (wall clock): the broker lag metric
+            head["w"] = round(sent_at, 6)
+        if self.trace is not None:
+            head["t"] = self.trace
         return _json.encode(head) + b"\n" + self.data
 
     @classmethod
     def from_wire(cls, payload: bytes) -> Event:
+        return cls.from_wire_timed(payload)[0]
+
+    @classmethod
+    def from_wire_timed(cls, payload: bytes) -> tuple[Event, float | None]:
+        """The event and when it was published (wall clock; None from a node that predates
+        the field)."""
         head, _, data = payload.partition(b"\n")
         meta = msgspec.json.decode(head)
         event = cls(
             meta["r"], meta["n"], data, meta["s"], meta.get("x"), meta.get("p"), meta.get("v")
         )
         event.exclude_user_streams = meta.get("u")
-        return event
+        event.trace = meta.get("t")
+        return event, meta.get("w")
 
 
 ROOM_CURSOR_PREFIX = "r"

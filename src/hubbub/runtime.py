@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 
+from hubbub import tracing
 from hubbub.auth.accounts import Accounts
 from hubbub.auth.external_keys import describe, load_public_keys
 from hubbub.auth.identity import Authenticator
@@ -26,7 +27,7 @@ from hubbub.encoding import Event, use_cursor_secret
 from hubbub.files.base import FileStore
 from hubbub.files.select import file_store
 from hubbub.hub import Hub
-from hubbub.metrics import Metrics
+from hubbub.metrics import CountedFailureLimiter, Metrics
 from hubbub.presence.base import open_presence
 from hubbub.ratelimit.base import open_failure_limiter, open_send_limiter
 from hubbub.store.sql import SqlStore
@@ -49,6 +50,13 @@ class Runtime:
             settings.database_url(), sqlite_synchronous=settings.sqlite_synchronous
         )
         self.broker = open_broker(settings.broker, settings.broker_prefix)
+        if settings.shared_broker():
+            from hubbub.broker.redis import RedisBroker
+
+            if isinstance(self.broker, RedisBroker):
+                self.broker.on_lag = self.metrics.broker_lag.observe
+        if settings.otel_endpoint:  # per process: each --workers worker its own exporter
+            tracing.configure(settings.otel_endpoint, settings.otel_service_name)
         # --jwt-public-key is read once, here (``hubbub serve`` has checked it before starting)
         external = load_public_keys(settings.jwt_public_key) if settings.jwt_public_key else None
         if external is not None:
@@ -68,13 +76,17 @@ class Runtime:
             settings.rate_limit_per_second,
             settings.rate_limit_burst,
             key_prefix=f"{ns}limits",
+            on_refused=self.metrics.rate_limited.labels("send").inc,
         )
-        self.sign_ins = open_failure_limiter(
-            settings.broker,
-            settings.auth_failures_per_user,
-            settings.auth_failures_per_address,
-            settings.auth_failure_window,
-            key_prefix=f"{ns}limits",
+        self.sign_ins = CountedFailureLimiter(
+            open_failure_limiter(
+                settings.broker,
+                settings.auth_failures_per_user,
+                settings.auth_failures_per_address,
+                settings.auth_failure_window,
+                key_prefix=f"{ns}limits",
+            ),
+            self.metrics,
         )
         self.presence = open_presence(
             settings.broker,
@@ -115,6 +127,7 @@ class Runtime:
             write_batch_max=settings.write_batch_max,
             commit_interval=settings.commit_interval,
             on_stored=self.metrics.messages.inc,
+            on_commit=self.metrics.observe_commit,
         )
         self.files: FileStore = file_store(settings)
         self.file_rules = FileRules(
@@ -162,6 +175,7 @@ class Runtime:
                 settings.max_pending_streams,
                 settings.retry_ms,
                 settings.retry_spread,
+                on_refused=self.metrics.rate_limited.labels("streams").inc,
             ),
             metrics=self.metrics,
             presence_snapshots=PresenceSnapshots(self.hub, self.store, self.presence),
@@ -190,7 +204,7 @@ class Runtime:
         self.hub.positions.rebase(await self.store.log.position())
         await self.files.start()
         await self.hub.start()
-        self.broker.on_reconnect(self._resync)
+        self.broker.on_reconnect(self._resync_reconnected)
         await self.activity.start()
         await self.writer.start()
         if self.settings.webhook_url:
@@ -218,16 +232,21 @@ class Runtime:
             on_failed=m.webhook_failures.inc,
             on_given_up=m.webhook_given_up.inc,
             on_lag=m.webhook_lag.set,
+            on_backlog=m.webhook_backlog.set,
         )
 
-    async def _resync(self) -> None:
-        await self.hub.resync(self.store.log.heads)
+    async def _resync(self, trigger: str) -> None:
+        recovered = await self.hub.resync(self.store.log.heads)
+        self.metrics.observe_resync(trigger, recovered)
+
+    async def _resync_reconnected(self) -> None:
+        await self._resync("reconnect")
 
     async def _resync_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.resync_interval)
             try:
-                await self._resync()
+                await self._resync("periodic")
             except Exception as exc:
                 log.warning("resync failed: %s", exc)
 
@@ -248,6 +267,8 @@ class Runtime:
         await self.broker.close()
         await self.files.close()
         await self.store.close()
+        if self.settings.otel_endpoint:  # export what is queued (off the loop)
+            await asyncio.to_thread(tracing.shutdown)
 
     async def _purge_loop(self) -> None:
         days = self.settings.retention_days

@@ -242,6 +242,15 @@ def check_serve(settings: Settings) -> None:
         files_config(settings)
     except ValueError as exc:  # its message names --files / HUBBUB_FILES already
         raise ConfigError(None, str(exc)) from None
+    if settings.otel_endpoint:  # the extra missing, or a bad URL
+        from hubbub.tracing import check_available, check_endpoint
+
+        try:
+            check_endpoint(settings.otel_endpoint)
+            check_available()
+        except ValueError as exc:
+            message = re.sub(r"^--otel-endpoint ", "", str(exc))
+            raise ConfigError("otel_endpoint", message) from None
     if settings.jwt_public_key:  # a bad key stops here, not in a worker's start-up
         from hubbub.auth.external_keys import load_public_keys
 

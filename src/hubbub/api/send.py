@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from hubbub import tracing
 from hubbub.api.raw import (
     Receive,
     Reply,
@@ -75,6 +76,18 @@ class SendRoute:
     async def answer(self, scope: Scope, body: bytes, *, too_large: bool = False) -> Reply:
         """The reply to one send. ``too_large``: the body passed ``max_body_bytes`` (and was
         not kept), which is a 413 once the content type has been checked."""
+        if tracing.TRACER is not None:
+            return await self._traced(scope, body, too_large)
+        return await self._answer(scope, body, too_large)
+
+    async def _traced(self, scope: Scope, body: bytes, too_large: bool) -> Reply:
+        """The send in a ``send`` span, a child of the request's ``traceparent``."""
+        with tracing.send_span(scope["headers"]) as span:
+            reply = await self._answer(scope, body, too_large)
+            span.set_attribute("http.response.status_code", reply.status)
+            return reply
+
+    async def _answer(self, scope: Scope, body: bytes, too_large: bool) -> Reply:
         try:
             check_json_type(scope)
             if too_large:

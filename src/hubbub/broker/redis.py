@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -42,6 +44,9 @@ class RedisBroker:
         self._subscribed = asyncio.Event()
         self._closed = False
         self._on_reconnect: ReconnectHook | None = None
+        # Publish (any node) → received here, in seconds, once per event received (the metric
+        # hubbub_broker_lag_seconds); per event and node, never per subscriber.
+        self.on_lag: Callable[[float], None] | None = None
 
     def channel(self, room_id: str) -> str:
         return self._prefix + room_id
@@ -69,7 +74,7 @@ class RedisBroker:
         await self._client.ping()
 
     async def publish(self, event: Event) -> None:
-        await self._client.publish(self.channel(event.room_id), event.wire())
+        await self._client.publish(self.channel(event.room_id), event.wire(time.time()))
 
     async def subscribe(self, room_id: str) -> None:
         self._rooms.add(room_id)
@@ -110,7 +115,10 @@ class RedisBroker:
                     continue
                 if self._on_event is not None:
                     try:
-                        self._on_event(Event.from_wire(message["data"]))
+                        event, sent_at = Event.from_wire_timed(message["data"])
+                        if sent_at is not None and self.on_lag is not None:
+                            self.on_lag(max(0.0, time.time() - sent_at))
+                        self._on_event(event)
                     except Exception:
                         log.exception("bad event on %s", message.get("channel"))
             except asyncio.CancelledError:

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from hubbub import tracing
 from hubbub.auth.identity import Identity
 from hubbub.chat.checks import check_client_msg_id, check_room_id, check_text
 from hubbub.chat.publish import Publisher
@@ -24,6 +27,9 @@ from hubbub.limits import MAX_MESSAGE_CHARS
 from hubbub.models import ClientTimestamp, Message, NewMessage
 from hubbub.store.base import AppendOutcome, AppendRequest, AppendResult, Store
 from hubbub.typing.base import Typing
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import SpanContext
 
 log = logging.getLogger("hubbub.chat")
 
@@ -90,6 +96,7 @@ class Sent:
 class _Job:
     request: AppendRequest
     future: asyncio.Future[tuple[AppendResult, Event | None]]
+    trace: SpanContext | None = None  # the sender's span (only while tracing is on)
 
 
 class Writer:
@@ -105,6 +112,7 @@ class Writer:
         commit_interval: float = 0.0,
         pace_window: float = PACE_WINDOW,
         on_stored: Callable[[int], None] | None = None,
+        on_commit: Callable[[float, int], None] | None = None,
     ) -> None:
         self.store = store
         self.publisher = publisher
@@ -123,6 +131,7 @@ class Writer:
         self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._on_stored = on_stored
+        self._on_commit = on_commit  # (seconds of the append, batch size), once per commit
 
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._write_loop())
@@ -183,12 +192,17 @@ class Writer:
         future: asyncio.Future[tuple[AppendResult, Event | None]] = (
             asyncio.get_running_loop().create_future()
         )
-        self._queue.put_nowait(_Job(request, future))
+        job = _Job(request, future)
+        if tracing.TRACER is not None:
+            job.trace = tracing.current()
+        self._queue.put_nowait(job)
         if self._pacer is not None:
             self._pacer.arrived(message.user_id, asyncio.get_running_loop().time())
             if self._wake is not None and self._queue.qsize() >= self._wanted:
                 self._wake_writer()
         result, event = await future
+        if job.trace is not None:
+            tracing.annotate(room_id=message.room_id, seq=result.message and result.message.seq)
         return _sent(result, event, message.room_id)
 
     async def _write_loop(self) -> None:
@@ -243,11 +257,22 @@ class Writer:
         return False
 
     async def _commit(self, jobs: list[_Job]) -> None:
+        """One batch (in a ``commit`` span when one of its sends is traced and sampled)."""
+        if tracing.TRACER is None or not any(j.trace is not None for j in jobs):
+            await self._commit_batch(jobs, traced=False)
+        else:
+            with tracing.commit_span([j.trace for j in jobs], len(jobs)):
+                await self._commit_batch(jobs, traced=True)
+
+    async def _commit_batch(self, jobs: list[_Job], *, traced: bool) -> None:
+        started = time.perf_counter()
         try:
             results = await asyncio.wait_for(
                 self.store.messages.append_batch([j.request for j in jobs]), self.commit_timeout
             )
         except Exception as exc:
+            if self._on_commit is not None:
+                self._on_commit(time.perf_counter() - started, len(jobs))
             log.error("append of %d messages failed: %s", len(jobs), exc)
             error = Unavailable(
                 "the message store is unavailable; nothing was stored, try again",
@@ -257,6 +282,8 @@ class Writer:
                 if not j.future.done():
                     j.future.set_exception(error)
             return
+        if self._on_commit is not None:  # the append in one transaction, its fsync included
+            self._on_commit(time.perf_counter() - started, len(jobs))
         publisher = self.publisher
         events: list[Event | None] = []
         for result in results:
@@ -270,7 +297,12 @@ class Writer:
                     await publisher.publish(Event(CONTROL, "room_created", added.data))
             await publisher.changes(result.changes)
             if result.outcome is AppendOutcome.CREATED and event is not None:
-                await publisher.publish(event)
+                if not traced:
+                    await publisher.publish(event)
+                else:
+                    with tracing.publish_span(event.room_id, event.seq) as span:
+                        event.trace = tracing.traceparent(span)
+                        await publisher.publish(event)
         created = sum(1 for r in results if r.outcome is AppendOutcome.CREATED)
         if created and self._on_stored is not None:
             self._on_stored(created)

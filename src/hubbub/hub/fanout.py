@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from hubbub import tracing
 from hubbub.encoding import PING_CHUNK, Event, chunk
 from hubbub.hub.connection import WS_PING, Connection, ConnectionKind, frame_sse, frame_ws
 from hubbub.hub.room import RoomState, left_user
@@ -100,14 +101,17 @@ class Fanout:
             self._write_all(tick, revoking)
         for room in dirty:
             for conn, queued in list(room.replaying.items()):
-                if len(queued) > MAX_PENDING:
-                    conn.abort()
+                if len(queued) > MAX_PENDING:  # replaying slower than the room moves
+                    self.cut_off(conn)
 
     @property
     def dirty(self) -> bool:
         return bool(self._dirty)
 
     def cut_off(self, conn: Connection) -> None:
+        if conn.transport.is_closing():  # cut off already (a replay queue checked each tick)
+            conn.abort()
+            return
         log.info("cutting off slow %s stream of %s", conn.kind, conn.user_id)
         conn.abort()
         if self._on_cutoff is not None:
@@ -117,11 +121,28 @@ class Fanout:
 
     def _write_segment(self, room: RoomState, batch: list[Event], now: float) -> None:
         if room.listeners:
-            self._write_room(room, batch, now)
+            if tracing.TRACER is None:
+                self._write_room(room, batch, now)
+            else:
+                self._write_room_traced(room, batch, now)
         for conn, queued in room.replaying.items():
             queued.extend(batch)
             if conn.wake is not None:
                 conn.wake()
+
+    def _write_room_traced(self, room: RoomState, batch: list[Event], now: float) -> None:
+        """One ``deliver`` span per room batch on this node (never per subscriber), when the
+        batch holds a traced publish."""
+        parent = next((e.trace for e in batch if e.trace is not None), None)
+        if parent is None:
+            self._write_room(room, batch, now)
+            return
+        first = batch[0]
+        span = tracing.deliver(parent, first.room_id, len(batch), len(room.listeners) * len(batch))
+        try:
+            self._write_room(room, batch, now)
+        finally:
+            span.end()
 
     def _write_room(self, room: RoomState, batch: list[Event], now: float) -> None:
         sse_data: bytes | None = None
@@ -226,7 +247,7 @@ class Fanout:
             if conn.pending is not None:
                 conn.pending.extend(mine)
                 if len(conn.pending) > MAX_PENDING:
-                    conn.abort()
+                    self.cut_off(conn)
                 continue
             try:
                 conn.write(chunk(b"".join([e.sse_all for e in mine])))
@@ -284,8 +305,8 @@ class Fanout:
                 conn.write(WS_PING if conn.kind is _WS else PING_CHUNK)
             except RuntimeError:
                 continue
-            if conn.flow.write_paused:
-                conn.abort()
+            if conn.flow.write_paused:  # not reading even between events
+                self.cut_off(conn)
         self.start_pings()
 
 

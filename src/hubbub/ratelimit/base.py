@@ -21,6 +21,7 @@ Rules for every backend:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
@@ -57,16 +58,25 @@ class Attempt:
 
 
 def open_send_limiter(
-    url: str, per_second: float, burst: int, *, key_prefix: str = "hubbub:limits"
+    url: str,
+    per_second: float,
+    burst: int,
+    *,
+    key_prefix: str = "hubbub:limits",
+    on_refused: Callable[[], None] | None = None,
 ) -> SendLimiter:
-    """The backend ``url`` names (see :mod:`hubbub.backend_url`)."""
+    """The backend ``url`` names (see :mod:`hubbub.backend_url`); ``on_refused`` is called for
+    each refusal (a send that passes costs nothing more)."""
     if backend_of(url) == "memory":
         from hubbub.ratelimit.memory import MemorySendLimiter
 
-        return MemorySendLimiter(per_second, burst)
-    from hubbub.ratelimit.redis import RedisSendLimiter
+        limiter = MemorySendLimiter(per_second, burst)
+    else:
+        from hubbub.ratelimit.redis import RedisSendLimiter
 
-    return RedisSendLimiter(url, per_second, burst, key_prefix=key_prefix)
+        limiter = RedisSendLimiter(url, per_second, burst, key_prefix=key_prefix)
+    limiter.on_refused = on_refused
+    return limiter
 
 
 def open_failure_limiter(

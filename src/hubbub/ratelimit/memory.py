@@ -11,7 +11,7 @@ import asyncio
 import math
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from limits import RateLimitItem, RateLimitItemPerSecond, WindowStats
@@ -28,6 +28,7 @@ class MemorySendLimiter:
         self._item = RateLimitItemPerSecond(burst, window)
         self._local = MovingWindowRateLimiter(MemoryStorage())
         self.enabled = per_second > 0 and burst > 0
+        self.on_refused: Callable[[], None] | None = None  # each 429 (the rate-limit metric)
 
     async def check(self, user_id: str) -> None:
         if not self.enabled:
@@ -43,6 +44,8 @@ class MemorySendLimiter:
         return await limiter.get_window_stats(self._item, "send", user_id)
 
     def _refuse(self, stats: WindowStats) -> None:
+        if self.on_refused is not None:
+            self.on_refused()
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))
         raise RateLimited(
             f"too many messages: at most {self._item.amount} per "

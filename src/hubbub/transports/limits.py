@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 
 from hubbub.errors import RateLimited, Unavailable
 
@@ -44,7 +45,16 @@ class ServerBusy(Unavailable):
 
 
 class StreamLimits:
-    __slots__ = ("_open", "_rng", "max_pending", "max_per_user", "pending", "retry_ms", "spread")
+    __slots__ = (
+        "_on_refused",
+        "_open",
+        "_rng",
+        "max_pending",
+        "max_per_user",
+        "pending",
+        "retry_ms",
+        "spread",
+    )
 
     def __init__(
         self,
@@ -53,7 +63,9 @@ class StreamLimits:
         retry_ms: int,
         spread: float = 1.0,
         rng: random.Random | None = None,
+        on_refused: Callable[[], None] | None = None,
     ) -> None:
+        self._on_refused = on_refused  # a 429 too_many_streams (the rate-limit metric)
         self.max_per_user = max_per_user
         self.max_pending = max_pending
         self.retry_ms = retry_ms
@@ -93,6 +105,8 @@ class StreamLimits:
         """One more open stream for ``user_id``; :class:`TooManyStreams` past the cap."""
         held = self._open.get(user_id, 0)
         if self.max_per_user > 0 and held >= self.max_per_user:
+            if self._on_refused is not None:
+                self._on_refused()
             raise TooManyStreams(
                 f"at most {self.max_per_user} open streams per user; close one first",
                 retry_after=self.retry_after(),

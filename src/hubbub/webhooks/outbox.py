@@ -58,6 +58,7 @@ class Outbox:
     def __init__(self, db: Database, url: str) -> None:
         self._db = db
         self._key = endpoint_key(url)
+        self.head = 0  # the log's head as the last page() or read_head() saw it
 
     async def cursor(self) -> int:
         """The last position delivered (or given up). A first start begins at the head: what
@@ -93,6 +94,20 @@ class Outbox:
             .values(position=position, updated_at=utc_now())
         )
 
+    async def read_head(self) -> int:
+        """The last position taken in the log (messages and changes share the counter)."""
+
+        def work(conn: Connection) -> int:
+            return int(
+                conn.execute(
+                    sa.select(counters.c.value).where(counters.c.name == "messages")
+                ).scalar()
+                or 0
+            )
+
+        self.head = await self._db.read(work)
+        return self.head
+
     async def page(self, after: int, limit: int) -> tuple[list[Delivery], int]:
         """The room changes after position ``after`` in position order (at most ``limit``), and
         how far that page covers the log: the last position returned, or — when the page is not
@@ -106,6 +121,7 @@ class Outbox:
                 ).scalar()
                 or 0
             )
+            self.head = head
             if head <= after:
                 return [], after
             rows = conn.execute(

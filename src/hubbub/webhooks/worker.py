@@ -56,6 +56,7 @@ class WebhookWorker:
         on_failed: Callable[[], None] = lambda: None,
         on_given_up: Callable[[], None] = lambda: None,
         on_lag: Callable[[float], None] = lambda _s: None,
+        on_backlog: Callable[[int], None] = lambda _n: None,
     ) -> None:
         self._outbox = Outbox(db, url)
         self._leader = leadership
@@ -70,6 +71,8 @@ class WebhookWorker:
         self._on_failed = on_failed
         self._on_given_up = on_given_up
         self._on_lag = on_lag
+        self._on_backlog = on_backlog  # log positions not yet delivered (head - cursor)
+        self._cursor = 0
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(10.0, connect=5.0),
             limits=httpx.Limits(max_connections=ROOMS_AT_ONCE),
@@ -112,16 +115,18 @@ class WebhookWorker:
                 await asyncio.sleep(1.0)
 
     async def _pump(self) -> None:
-        cursor = await self._outbox.cursor()
+        cursor = self._cursor = await self._outbox.cursor()
         while True:
             if not await self._leader.acquire():
                 raise LostLeadership
             found, upto = await self._outbox.page(cursor, PAGE)
+            self._on_backlog(max(0, self._outbox.head - cursor))
             if found:
                 await self._deliver_page(found)
             if upto > cursor:
                 await self._outbox.advance(upto)
-                cursor = upto
+                cursor = self._cursor = upto
+                self._on_backlog(max(0, self._outbox.head - cursor))
             if len(found) < PAGE:
                 self._on_lag(0.0)
                 await asyncio.sleep(self._idle_poll)
@@ -156,6 +161,7 @@ class WebhookWorker:
                 self._on_delivered()
                 return
             self._on_failed()
+            await self._report_backlog()
             if time.time() - _epoch(d.created_at) > self._give_up_after:
                 log.error(
                     "webhooks: giving up change %d (%s in %s) after %d attempts: %s",
@@ -179,6 +185,16 @@ class WebhookWorker:
             await asyncio.sleep(delay)
             if not await self._leader.acquire():
                 raise LostLeadership
+
+    async def _report_backlog(self) -> None:
+        """While a change is being retried the log goes on growing: read its head again (once
+        per failed attempt, so at most once a second per room being retried)."""
+        try:
+            head = await self._outbox.read_head()
+        except Exception as exc:  # the database away: the gauge keeps its last value
+            log.debug("webhooks: backlog not read: %s", exc)
+            return
+        self._on_backlog(max(0, head - self._cursor))
 
     async def _post(self, d: Delivery) -> str | None:
         """None when the receiver took it (any 2xx), else why not."""
