@@ -132,7 +132,7 @@ async def test_json_lines_carry_the_request_id(json_server: Server) -> None:
     assert access["/rooms"]["request_id"] == generated
     assert {rec["logger"] for rec in by_id["signin-0001"]} == {"hubbub.auth", "uvicorn.access"}
     # uvicorn's own start-up lines are JSON records too (parsed above), without request ids
-    running = [rec for rec in records if "Uvicorn running on" in rec["message"]]
+    running = [rec for rec in records if "Application startup complete" in rec["message"]]
     assert running and running[0]["logger"] == "uvicorn.error"
     assert "request_id" not in running[0] and "color_message" not in running[0]
     assert any(rec["logger"] == "hubbub" for rec in records)
