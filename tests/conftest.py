@@ -7,6 +7,40 @@ import pytest
 
 from tests.support import Server
 
+# Parallel runs (`make test`: pytest-xdist, ``-n 2 --dist loadgroup``). Each test module is one
+# unit of work, so a module-scoped server starts once, on one worker. Modules that saturate the
+# CPU or assert on timing carry ``pytestmark = pytest.mark.xdist_group(SERIAL)``: they all run on
+# one worker, one after another, never beside each other (a light module may run beside them).
+SERIAL = "serial"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not _loadgroup(config):
+        return
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+    # The serial group is the longest unit: it starts first (with --no-loadscope-reorder, work
+    # is handed out in collection order), the other worker takes everything else meanwhile.
+    items.sort(key=lambda item: _group(item) != SERIAL)
+
+
+def _loadgroup(config: pytest.Config) -> bool:
+    # On a worker xdist sets ``loadgroup``; on the controller (and without xdist) ``dist``.
+    if not config.pluginmanager.hasplugin("xdist"):
+        return False
+    return (
+        bool(getattr(config.option, "loadgroup", False)) or config.getvalue("dist") == "loadgroup"
+    )
+
+
+def _group(item: pytest.Item) -> str | None:
+    mark = item.get_closest_marker("xdist_group")
+    if mark is None:
+        return None
+    return str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+
 
 @pytest.fixture(scope="module")
 def trust_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
