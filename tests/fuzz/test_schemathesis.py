@@ -52,8 +52,7 @@ REPORT = os.environ.get("HUBBUB_FUZZ_REPORT")
 STREAM_READ_SECONDS = 1.5  # an open SSE stream is read this long (or until its first event)
 REQUEST_TIMEOUT = 15.0
 
-# xdist: load and latency bounds, one heavy module at a time (tests/conftest.py)
-pytestmark = [pytest.mark.timeout(max(600, EXAMPLES * 60)), pytest.mark.xdist_group("serial")]
+pytestmark = pytest.mark.timeout(max(600, EXAMPLES * 60))
 
 ERROR_CODE = re.compile(r"[a-z][a-z0-9_]*")
 STREAMS = {"/chat/events", "/chat/room/{room_id}/events"}

@@ -31,9 +31,6 @@ from tests.support import (
     user,
 )
 
-# xdist: timing and memory bounds, one heavy module at a time (tests/conftest.py)
-pytestmark = pytest.mark.xdist_group("serial")
-
 
 @pytest.fixture
 def jwt_server(tmp_path: Path) -> Iterator[Server]:

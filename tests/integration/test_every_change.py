@@ -27,9 +27,6 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.support import Server, client, open_stream, say, signup, user
 
-# xdist: timing and memory bounds, one heavy module at a time (tests/conftest.py)
-pytestmark = pytest.mark.xdist_group("serial")
-
 TRANSPORTS = ["sse", "events", "ws", "poll"]
 
 

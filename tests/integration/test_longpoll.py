@@ -17,13 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.integration.test_conformance import uniq
 from tests.support import Server, assert_error, client
-
-# xdist: load and latency bounds, one heavy module at a time (tests/conftest.py)
-pytestmark = pytest.mark.xdist_group("serial")
 
 TICK = os.sysconf("SC_CLK_TCK")
 

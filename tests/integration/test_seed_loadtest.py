@@ -32,8 +32,7 @@ import pytest
 
 from tests.support import Server, client, dechunk, user
 
-# xdist: load and latency bounds, one heavy module at a time (tests/conftest.py)
-pytestmark = [pytest.mark.timeout(180), pytest.mark.xdist_group("serial")]
+pytestmark = pytest.mark.timeout(180)
 
 ROOM = "test"
 MESSAGE_JSON = b'{"room_id": "test", "message": "Load test message", "timestamp": 1700000000000}'

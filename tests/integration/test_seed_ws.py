@@ -26,9 +26,6 @@ from tests.integration.test_conformance import RawWebSocket, uniq
 from tests.integration.test_sessions import Session, login, register, ticket
 from tests.support import Server, client, say
 
-# xdist: timing and memory bounds, one heavy module at a time (tests/conftest.py)
-pytestmark = pytest.mark.xdist_group("serial")
-
 MESSAGE_FIELDS = {"id", "room_id", "seq", "user_id", "username", "type", "text", "created_at"}
 
 

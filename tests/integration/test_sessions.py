@@ -25,9 +25,6 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.support import Server, SSEStream, assert_error, client, open_stream
 
-# xdist: timing and memory bounds, one heavy module at a time (tests/conftest.py)
-pytestmark = pytest.mark.xdist_group("serial")
-
 PASSWORD = "correct horse battery"
 NEW_PASSWORD = "a much better passphrase"
 ENDS_WITHIN = 1.0  # seconds, API.md

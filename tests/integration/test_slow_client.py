@@ -8,12 +8,7 @@ import socket
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.support import Server, client, dechunk, open_stream
-
-# xdist: load and latency bounds, one heavy module at a time (tests/conftest.py)
-pytestmark = pytest.mark.xdist_group("serial")
 
 MESSAGE_CHARS = 3990
 MESSAGE_BYTES = MESSAGE_CHARS * 3  # "€" is 3 bytes of UTF-8: fewer, fatter messages

@@ -17,9 +17,6 @@ import pytest
 
 from tests.chaos.deploy import missing_binaries, netns_available
 
-# xdist: clusters and timing bounds, one heavy module at a time (tests/conftest.py)
-pytestmark = pytest.mark.xdist_group("serial")
-
 ROOT = Path(__file__).resolve().parents[2]
 SEED = 7
 

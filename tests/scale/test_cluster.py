@@ -14,7 +14,6 @@ import threading
 import time
 
 import httpx
-import pytest
 
 from tests.scale.conftest import (
     Arrivals,
@@ -30,9 +29,6 @@ from tests.scale.conftest import (
     through,
 )
 from tests.support import REDIS_URL, create_pg_database, drop_pg_database, open_stream
-
-# xdist: clusters and timing bounds, one heavy module at a time (tests/conftest.py)
-pytestmark = pytest.mark.xdist_group("serial")
 
 # The figures of the throughput workload, by label, for the comparison printed at the end.
 FIGURES: dict[str, dict[str, float]] = {}

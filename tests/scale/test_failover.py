@@ -9,13 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.scale.conftest import Cluster, http, post, seqs
 from tests.support import SSEStream, open_stream
-
-# xdist: clusters and timing bounds, one heavy module at a time (tests/conftest.py)
-pytestmark = pytest.mark.xdist_group("serial")
 
 
 @dataclass

@@ -18,9 +18,6 @@ from tests.integration.test_deploy_manifests import nginx_binary, nginx_prefix
 from tests.scale.conftest import Cluster
 from tests.support import client, free_port, open_stream
 
-# xdist: clusters and timing bounds, one heavy module at a time (tests/conftest.py)
-pytestmark = pytest.mark.xdist_group("serial")
-
 
 @pytest.fixture
 def nginx_in_front(cluster: Cluster, tmp_path: Path) -> Iterator[tuple[str, list[object]]]:

@@ -9,13 +9,9 @@ import secrets
 import time
 
 import httpx
-import pytest
 
 from tests.scale.conftest import Cluster, TcpProxy, history, http, post, through
 from tests.support import assert_error
-
-# xdist: clusters and timing bounds, one heavy module at a time (tests/conftest.py)
-pytestmark = pytest.mark.xdist_group("serial")
 
 
 async def test_postgres_outage_503_quickly_then_heals(

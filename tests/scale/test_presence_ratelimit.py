@@ -7,13 +7,8 @@ import asyncio
 import secrets
 import time
 
-import pytest
-
 from tests.scale.conftest import Cluster, http, post
 from tests.support import assert_error, open_stream
-
-# xdist: clusters and timing bounds, one heavy module at a time (tests/conftest.py)
-pytestmark = pytest.mark.xdist_group("serial")
 
 
 async def test_presence_is_shared_and_a_dead_nodes_users_go_offline(cluster: Cluster) -> None:

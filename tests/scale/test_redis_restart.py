@@ -20,9 +20,6 @@ import redis
 from tests.scale.conftest import Cluster, history, http, post, seqs, streams
 from tests.support import free_port
 
-# xdist: clusters and timing bounds, one heavy module at a time (tests/conftest.py)
-pytestmark = pytest.mark.xdist_group("serial")
-
 
 class PrivateRedis:
     """A redis-server of this test's own, on its own port (never the machine's 6379)."""

@@ -8,13 +8,8 @@ import asyncio
 import secrets
 import time
 
-import pytest
-
 from tests.scale.conftest import Cluster, http, post
 from tests.support import PASSWORD, Server, open_stream
-
-# xdist: clusters and timing bounds, one heavy module at a time (tests/conftest.py)
-pytestmark = pytest.mark.xdist_group("serial")
 
 
 async def test_leaving_on_one_node_ends_the_stream_on_another(cluster: Cluster) -> None:
