@@ -85,7 +85,7 @@ screenshots: install browser-deps  ## docs/screenshots/*.png (the README shows t
 	$(BIN)/python -m tests.browser.screenshots
 
 test: lint typecheck system-deps browser-deps seed-pages  ## ruff, mypy --strict and the whole pytest suite
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadgroup --no-loadscope-reorder $(ARGS)
 
 unit: install
 	$(BIN)/pytest tests/unit

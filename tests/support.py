@@ -100,7 +100,9 @@ class Server:
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
-        raise RuntimeError(f"server did not start:\n{self.log()}")
+        # Not left running: a fixture that fails here never reaches its stop().
+        stop_process(self.proc, signal.SIGKILL, 5)
+        raise RuntimeError(f"server did not start in {timeout:g} s:\n{self.log()}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -214,6 +214,20 @@ async def test_empty_file_is_a_file(trust_server: Server) -> None:
         (BINARY, "image/png", "application/octet-stream", "attachment"),
         (HTML, "image/png", "text/plain", "attachment"),
     ],
+    # Named, not the random bytes: pytest-xdist needs every worker to collect the same ids.
+    ids=[
+        "png-declared-octet-stream",
+        "jpeg",
+        "gif",
+        "webp",
+        "pdf",
+        "zip",
+        "text",
+        "html-served-as-text",
+        "svg-served-as-text",
+        "binary-declared-png",
+        "html-declared-png",
+    ],
 )
 async def test_content_type_is_detected_not_declared(
     trust_server: Server, data: bytes, declared: str, detected: str, disposition: str

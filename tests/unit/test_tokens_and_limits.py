@@ -28,6 +28,9 @@ def test_round_trip() -> None:
         jwt.encode({"sub": "u1"}, SECRET, algorithm="HS256"),
         "not.a.jwt",
     ],
+    # Named, not the tokens (their exp is the time of collection): pytest-xdist needs every
+    # worker to collect the same ids.
+    ids=["alg-none", "other-secret", "hs512", "no-exp", "not-a-jwt"],
 )
 def test_rejects_anything_but_hs256_with_exp(token: str) -> None:
     with pytest.raises(Unauthenticated):
