@@ -41,6 +41,7 @@ SERIAL_MODULES = frozenset(
         "tests/integration/test_every_change.py",
         "tests/integration/test_abuse_limits.py",
         "tests/integration/test_seed_ws.py",
+        "tests/integration/test_keepalive_shutdown.py",
     }
 )
 
