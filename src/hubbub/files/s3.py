@@ -141,6 +141,20 @@ class S3FileStore:
                 self._client.close()
             self._client = None
 
+    async def _upload_part(
+        self, key: str, upload_id: str, number: int, data: bytes
+    ) -> dict[str, Any]:
+        """One part of a multipart upload; what CompleteMultipartUpload needs of it."""
+        done = await self._run(
+            self.client.upload_part,
+            Bucket=self.bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=data,
+        )
+        return {"PartNumber": number, "ETag": done["ETag"]}
+
     async def save(self, file_id: str, chunks: AsyncIterable[bytes], *, max_bytes: int) -> int:
         key = self.key(file_id)
         client = self.client
@@ -161,20 +175,11 @@ class S3FileStore:
                             client.create_multipart_upload, Bucket=self.bucket, Key=key
                         )
                         upload_id = str(started["UploadId"])
-                    # The whole buffer is the part (parts need not be equal): no copy.
+                    # The whole buffer is the part (parts need not be equal): nothing is split.
                     data = bytes(pending)
                     pending = bytearray()
-                    number = len(parts) + 1
-                    done = await self._run(
-                        client.upload_part,
-                        Bucket=self.bucket,
-                        Key=key,
-                        UploadId=upload_id,
-                        PartNumber=number,
-                        Body=data,
-                    )
+                    parts.append(await self._upload_part(key, upload_id, len(parts) + 1, data))
                     del data
-                    parts.append({"PartNumber": number, "ETag": done["ETag"]})
             data = bytes(pending)
             pending.clear()
             if upload_id is None:
@@ -183,16 +188,7 @@ class S3FileStore:
                 )
             else:
                 if data:
-                    number = len(parts) + 1
-                    done = await self._run(
-                        client.upload_part,
-                        Bucket=self.bucket,
-                        Key=key,
-                        UploadId=upload_id,
-                        PartNumber=number,
-                        Body=data,
-                    )
-                    parts.append({"PartNumber": number, "ETag": done["ETag"]})
+                    parts.append(await self._upload_part(key, upload_id, len(parts) + 1, data))
                 final = partial(
                     client.complete_multipart_upload,
                     Bucket=self.bucket,
